@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 512
@@ -63,8 +63,8 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 
 
 def _as_utc(value: datetime) -> datetime:
-    # Naive timestamps are taken as UTC (documented); aware ones are converted.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    # Timestamps must carry a zone (Z or an offset): a naive time is ambiguous, so it is rejected, not guessed.
+    return value.astimezone(timezone.utc)
 
 
 class _Record(BaseModel):
@@ -87,8 +87,8 @@ class Job(_Record):
     location: Text
     remote: bool
     seniority: Annotated[int, Field(ge=1, le=5)]
-    posted_at: datetime
-    expires_at: datetime
+    posted_at: AwareDatetime
+    expires_at: AwareDatetime
 
     _utc = field_validator("posted_at", "expires_at")(_as_utc)
 
@@ -107,7 +107,7 @@ class HiringProject(_Record):
     project_id: Id
     job_id: Id
     company_id: Id
-    created_at: datetime
+    created_at: AwareDatetime
 
     _utc = field_validator("created_at")(_as_utc)
 
@@ -117,7 +117,7 @@ class ActivityEvent(_Record):
 
     event_id: EventId
     member_id: Id
-    ts: datetime
+    ts: AwareDatetime
     action: Action
     channel: Channel
     job_id: Id | None = None
@@ -141,7 +141,7 @@ class HirerFeedback(_Record):
     feedback_id: EventId
     project_id: Id
     member_id: Id
-    ts: datetime
+    ts: AwareDatetime
     channel: FeedbackChannel
     feedback: FeedbackType
 

@@ -23,10 +23,10 @@ class SimConfig(BaseModel):
     remote_job_share: float = 0.2
 
     # Seekers: activity is heavy-tailed; a seeking window is a few weeks inside (or across) the period.
-    sessions_per_day_median: float = 0.2
+    sessions_per_day_median: float = 0.3
     sessions_per_day_sigma: float = 1.0
     seeking_days_median: float = 24.0
-    never_search_share: float = 0.075  # plus those who could search but did not: ~16% observed
+    never_search_share: float = 0.045  # plus those who could search but did not: ~16% observed
     open_to_work_share: float = 0.4
     remote_pref_share: float = 0.15
     related_target_share: float = 0.25  # seekers whose target is a related occupation from the start

@@ -262,8 +262,9 @@ def simulate(taxonomy: Taxonomy, cfg: SimConfig, progress: Progress | None = Non
     s_start = s_start - (s_start - t0) % US_PER_DAY + (hour * US_PER_H).astype(np.int64)
     s_start = np.clip(s_start, seek_a[s_mem], seek_b[s_mem])
     push = rng.random(n_s)
-    first_channel = np.where(rng.random(n_s) < p_search[s_mem], 0,
-                             np.where(push < 0.55, 1, np.where(push < 0.8, 2, 3)))  # Channel order in schema
+    # Many sessions start from a push (alert, notification) and stay short; seekers search in some of the rest.
+    first_channel = np.where(rng.random(n_s) < 0.6 * p_search[s_mem], 0,
+                             np.where(push < 0.45, 1, np.where(push < 0.75, 2, 3)))  # Channel order in schema
     # Engaged seekers chain more blocks per session (and switch channels) -> long sessions are search-heavy.
     n_blocks = 1 + rng.poisson(0.2 + 1.0 * p_search[s_mem] + 0.3 * (first_channel == 0))
     n_blocks = np.where(first_channel >= 2, np.where(rng.random(n_s) < 0.75, 1, n_blocks), n_blocks)
@@ -369,7 +370,8 @@ def simulate(taxonomy: Taxonomy, cfg: SimConfig, progress: Progress | None = Non
             + np.where((job_loc[i_job] == mem_loc[i_mem]) | job_remote[i_job], 0.4, -0.6)
             + job_attract[i_job] + rng.normal(0, 0.7, n_i))
     chan_view = np.array([0.4, 0.0, 0.3, 0.2])[i_chan]
-    viewed = rng.random(n_i) < _sigmoid(-2.2 + 1.2 * util + chan_view)
+    position = np.minimum(i_pos[keep], 10)  # lower-ranked results are looked at less (position bias)
+    viewed = rng.random(n_i) < _sigmoid(-2.0 + 1.2 * util + chan_view - 0.15 * position)
     applied = viewed & (rng.random(n_i) < _sigmoid(-4.2 + 1.2 * util + apply_prop[i_mem]))
     saved = viewed & ~applied & (rng.random(n_i) < _sigmoid(-3.4 + 1.1 * util))
     dismissed = ~applied & ~saved & (rng.random(n_i) < np.where(viewed, _sigmoid(-2.2 - 1.2 * util),

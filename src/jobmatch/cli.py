@@ -1,0 +1,191 @@
+"""`jobmatch` command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from jobmatch.config import Settings
+from jobmatch.events import EventLog, IngestError, read_batch
+from jobmatch.simulate import SimConfig
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Personalization signals for job marketplaces.")
+run_app = typer.Typer(no_args_is_help=True, help="Run a flow.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect and manage the feature store.")
+app.add_typer(run_app, name="run")
+app.add_typer(store_app, name="store")
+console = Console(stderr=True)
+
+Members = Annotated[int, typer.Option(help="number of members to simulate")]
+Days = Annotated[int, typer.Option(help="length of the simulated period in days")]
+Seed = Annotated[int, typer.Option(help="random seed; the same seed gives byte-identical files")]
+TaxonomyOpt = Annotated[str, typer.Option(help="'builtin' or 'onet:PATH' (a directory of O*NET tables)")]
+Db = Annotated[Path, typer.Option(help="event log file (DuckDB)")]
+
+
+@contextmanager
+def _progress(title: str) -> Iterator:
+    """A live status line with elapsed time; yields a function that names the current stage."""
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task(title, total=None)
+        yield lambda msg: bar.update(task, description=f"{title}: {msg}")
+        bar.update(task, description=f"{title}: done")
+
+
+def _taxonomy_spec(spec: str) -> str:
+    if spec == "onet":
+        path = Settings().onet_path
+        if path is None:
+            raise typer.BadParameter("--taxonomy onet needs JOBMATCH_ONET_PATH, or use onet:PATH")
+        return f"onet:{path}"
+    return spec
+
+
+@app.command()
+def simulate(out: Annotated[Path, typer.Option(help="output directory")],
+             members: Members = 20_000, days: Days = 28, seed: Seed = 1, taxonomy: TaxonomyOpt = "builtin") -> None:
+    """Simulate a marketplace; write its tables as Parquet and the ground truth under OUT/truth/."""
+    from jobmatch.simulate import simulate as run, write_market
+    from jobmatch.taxonomy import resolve_taxonomy
+
+    spec = _taxonomy_spec(taxonomy)
+    cfg = SimConfig(members=members, days=days, seed=seed)
+    start = time.perf_counter()
+    with _progress("simulate") as say:
+        market = run(resolve_taxonomy(spec), cfg, progress=say)
+        say("write")
+        write_market(market, out, cfg, spec)
+    secs = time.perf_counter() - start
+    console.print(f"{market.events.num_rows:,} events, {market.feedback.num_rows:,} feedback events "
+                  f"in {secs:.1f}s -> {out}")
+
+
+@app.command()
+def ingest(file: Annotated[Path, typer.Argument(help="JSONL or Parquet batch")], db: Db,
+           kind: Annotated[Optional[str], typer.Option(help="events | feedback (default: from the fields)")] = None,
+           skip_bad: Annotated[bool, typer.Option("--skip-bad", help="ingest the good rows, reject the bad")] = False,
+           rejects: Annotated[Optional[Path], typer.Option(help="where --skip-bad writes bad rows")] = None) -> None:
+    """Validate and append a batch of events (or hirer feedback) to the event log, atomically."""
+    if kind not in (None, "events", "feedback"):
+        raise typer.BadParameter(f"expected events or feedback, got {kind!r}", param_hint="--kind")
+    with _progress(f"ingest {file.name}") as say:
+        say("validate")
+        batch = read_batch(file, kind)  # type: ignore[arg-type]
+        if batch.errors and not skip_bad:
+            console.print(f"[red]{IngestError(file, batch.errors)}")
+            raise typer.Exit(2)
+        if batch.errors:
+            rejects = rejects or file.with_name(file.name + ".rejects.jsonl")
+            rejects.write_text("".join(json.dumps(r) + "\n" for r in batch.rejected))
+        say("append")
+        with EventLog(db) as log:
+            inserted = log.append(batch.kind, batch.rows, source=str(file))
+    console.print(f"{inserted:,} new {batch.kind} ({batch.rows.num_rows - inserted:,} already present)"
+                  + (f"; {len(batch.errors)} error(s) written to {rejects}" if batch.errors else ""))
+
+
+@app.command("load-entities")
+def load_entities(directory: Annotated[Path, typer.Argument(help="directory with companies/jobs/members/projects"
+                                                                 ".parquet")], db: Db) -> None:
+    """Upsert entity tables (companies, jobs, members, projects) into the event log."""
+    import pyarrow.parquet as pq
+
+    with EventLog(db) as log:
+        for name in ("companies", "jobs", "members", "projects"):
+            path = directory / f"{name}.parquet"
+            if path.is_file():
+                log.put_entities(name, pq.read_table(path))
+                console.print(f"{name}: {log.count(name):,}")
+
+
+@app.command()
+def sessionize(db: Db, gap_minutes: Annotated[float, typer.Option(help="idle minutes that end a session")] = 30.0
+               ) -> None:
+    """Bring sessions up to date with the events ingested since the last run (incremental)."""
+    with _progress("sessionize"), EventLog(db) as log:
+        n = log.sessionize(gap_minutes)
+    console.print(f"{n:,} sessions built or rebuilt")
+
+
+@app.command()
+def documents(member_ids: Annotated[list[int], typer.Argument(help="member ids")], db: Db) -> None:
+    """Print members' activity documents (one line per session), as in 002's Figure 2."""
+    with EventLog(db, read_only=True) as log:
+        docs = log.documents(member_ids)
+    for m in member_ids:
+        typer.echo(f"# member {m}")
+        for line in docs.get(m, []):
+            typer.echo(line)
+
+
+@app.command()
+def report(db: Db, out: Annotated[Path, typer.Option(help="report directory")]) -> None:
+    """Marketplace statistics and plots from an event log."""
+    from jobmatch.evaluate.marketplace import marketplace_stats, write_marketplace_report
+
+    with _progress("report"), EventLog(db, read_only=True) as log:
+        events, sessions = log.table("events"), log.table("sessions")
+        path = write_marketplace_report(marketplace_stats(events, sessions, log.table("feedback")), sessions,
+                                        events, out)
+    console.print(f"wrote {path}")
+
+
+@run_app.command("main")
+def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
+                 members: Members = 20_000, days: Days = 28, seed: Seed = 1,
+                 taxonomy: TaxonomyOpt = "builtin") -> None:
+    """The main job on embedded defaults: simulate -> ingest -> sessionize -> report."""
+    from jobmatch.flows.main import run_main
+
+    start = time.perf_counter()
+    with _progress("main") as say:
+        path = run_main(out, SimConfig(members=members, days=days, seed=seed), _taxonomy_spec(taxonomy), say)
+    console.print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
+
+
+StoreSpec = Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://HOST:PORT/DB (default: settings)")]
+
+
+def _open(spec: Optional[str]):
+    from jobmatch.store import open_store
+
+    return open_store(spec or Settings().store_spec)
+
+
+@store_app.command("ls")
+def store_ls(store: StoreSpec = None) -> None:
+    """Datasets with their current and kept versions."""
+    with _open(store) as fs:
+        for name in fs.datasets():
+            typer.echo(f"{name}\tcurrent={fs.current_version(name)}\tversions={fs.versions(name)}")
+
+
+@store_app.command("get")
+def store_get(dataset: str, keys: list[str], store: StoreSpec = None,
+              version: Annotated[Optional[int], typer.Option()] = None) -> None:
+    """Print values (vectors as lists) of KEYS in DATASET."""
+    import numpy as np
+
+    with _open(store) as fs:
+        for k, v in zip(keys, fs.get(dataset, keys, version)):
+            typer.echo(f"{k}\t{json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)}")
+
+
+@store_app.command("rollback")
+def store_rollback(dataset: str, store: StoreSpec = None) -> None:
+    """Make the previous version of DATASET current again."""
+    with _open(store) as fs:
+        typer.echo(f"{dataset}: version {fs.rollback(dataset)} is current")
+
+
+if __name__ == "__main__":
+    app()

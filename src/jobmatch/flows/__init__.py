@@ -1,0 +1,1 @@
+"""Scheduled flows that tie the parts together."""
