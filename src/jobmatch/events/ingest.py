@@ -201,7 +201,7 @@ def _problems(kind: schema.EventKind, t: pa.Table) -> Iterable[tuple[str, pa.Arr
             yield f_.name, pc.is_null(t[f_.name]), "required field is missing"
     id_field = schema.ID_FIELD[kind]
     n_chars = pc.utf8_length(t[id_field])
-    yield id_field, pc.or_(pc.less(n_chars, 1), pc.greater(n_chars, schema.MAX_ID_CHARS)), \
+    yield id_field, pc.or_kleene(pc.less(n_chars, 1), pc.greater(n_chars, schema.MAX_ID_CHARS)), \
         f"id must have 1..{schema.MAX_ID_CHARS} characters"
     for f_ in target:
         if pa.types.is_integer(f_.type):
@@ -213,9 +213,9 @@ def _problems(kind: schema.EventKind, t: pa.Table) -> Iterable[tuple[str, pa.Arr
         yield "query", pc.greater(pc.utf8_length(t["query"]), schema.MAX_TEXT_CHARS), \
             f"text longer than {schema.MAX_TEXT_CHARS} characters"
         search = pc.equal(t["action"], "SEARCH")
-        no_query = pc.or_(pc.is_null(t["query"]), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(t["query"])), 0))
-        yield "query", pc.and_(search, no_query), "required when action is SEARCH"
-        yield "job_id", pc.and_(pc.invert(search), pc.is_null(t["job_id"])), "required unless action is SEARCH"
+        no_query = pc.or_kleene(pc.is_null(t["query"]), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(t["query"])), 0))
+        yield "query", pc.and_kleene(search, no_query), "required when action is SEARCH"
+        yield "job_id", pc.and_kleene(pc.invert(search), pc.is_null(t["job_id"])), "required unless action is SEARCH"
 
 
 def _parse_ts(col: pa.Array) -> tuple[pa.Array, np.ndarray]:

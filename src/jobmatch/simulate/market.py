@@ -464,8 +464,8 @@ def simulate(taxonomy: Taxonomy, cfg: SimConfig, progress: Progress | None = Non
     a_mem, a_job, a_time = i_mem[ap], i_job[ap], i_time[ap] + step[ap]
     s = hirer_score(a_mem, a_job)
     positive = rng.random(ap.size) < _sigmoid(s)
-    # First positive: ~35% within a day, the rest spread over the next weeks (001's latency figure).
-    fast = rng.random(ap.size) < 0.5
+    # First positive: ~30-40% within a day, the rest spread over the next weeks (001: "30% ... within a day").
+    fast = rng.random(ap.size) < 0.18
     delay = np.where(fast, rng.exponential(6 * US_PER_H, ap.size), rng.exponential(5 * US_PER_DAY, ap.size))
     first_pos = a_time + delay.astype(np.int64)
     fb_parts.append((a_job[positive], a_mem[positive], first_pos[positive], 0, 0))  # view_profile

@@ -109,14 +109,19 @@ class FeatureStore(ABC):
     def get_matrix(self, dataset: str, keys: Sequence[str], dim: int,
                    version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Vectors as one (n, dim) float32 matrix plus a found-mask; absent keys are zero rows."""
+        blobs = self.get_raw(dataset, keys, version)
+        found = np.array([b is not None for b in blobs], bool)
         out = np.zeros((len(keys), dim), np.float32)
-        found = np.zeros(len(keys), bool)
-        for i, blob in enumerate(self.get_raw(dataset, keys, version)):
-            if blob is not None:
-                if blob[:1] != _VECTOR or len(blob) - 1 != 4 * dim:
-                    raise StoreError(f"key {keys[i]!r} of {dataset!r} is not a {dim}-d vector")
-                out[i] = np.frombuffer(blob, "<f4", offset=1)
-                found[i] = True
+        present = [b for b in blobs if b is not None]
+        width = 1 + 4 * dim
+        if present:
+            lengths = np.fromiter(map(len, present), np.int64, len(present))
+            raw = np.frombuffer(b"".join(present), np.uint8) if (lengths == width).all() else None
+            if raw is None or (raw[::width] != _VECTOR[0]).any():
+                bad = next(k for k, b in zip(keys, blobs) if b is not None and (len(b) != width or b[:1] != _VECTOR))
+                raise StoreError(f"key {bad!r} of {dataset!r} is not a {dim}-d vector")
+            # one copy: (n, 1 + 4*dim) bytes -> drop the tag column -> float32
+            out[found] = raw.reshape(-1, width)[:, 1:].copy().view("<f4")
         return out, found
 
     def __enter__(self) -> FeatureStore:

@@ -24,6 +24,9 @@ class SQLiteStore(FeatureStore):
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Batch gets are random B-tree reads: memory-mapped pages and a larger cache roughly halve their time.
+        self._db.execute("PRAGMA mmap_size=1073741824")
+        self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_DDL)
 
     def close(self) -> None:
