@@ -1,0 +1,156 @@
+"""Point-in-time training data for the candidate ranker.
+
+Every candidate row (a candidate shown to a project's hirer at time t) gets:
+  * standard features: job/candidate match, seniority gap, location, two-way-interest signals;
+  * personalization features computed from the project's counts *strictly before t* — the same numbers the online
+    `HirerPreferences` would have produced at t, computed here for all rows at once with sorted cumulative counts;
+  * a graded label from the hirer's feedback on that candidate in that channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS, RATINGS
+from jobmatch.hiring.terms import TERM_TYPES, ProfileTerms
+from jobmatch.hiring.weights import DEFAULT_PRIOR_STRENGTH, term_weight
+
+GRADE = {"offer": 4, "interview": 3, "message": 2, "view_profile": 1, "archive": 0, "skip": 0, "reject": 0}
+STANDARD_FEATURES = (
+    "same_occupation", "title_overlap", "skill_overlap", "skill_matches", "seniority_gap", "abs_seniority_gap",
+    "location_match", "job_remote", "open_to_work", "events_7d", "applies_30d", "apply_rate",
+    "channel_applicants", "channel_recommended_matches", "channel_recruiter_search",
+)
+DAY_US = 86_400_000_000
+
+
+def counts_before(ev_key: np.ndarray, ev_ts: np.ndarray, ev_col: np.ndarray, n_cols: int,
+                  q_key: np.ndarray, q_ts: np.ndarray) -> np.ndarray:
+    """For each query, the number of events with the same key and ts < q_ts, per column: (n_queries, n_cols)."""
+    if ev_key.size == 0 or q_key.size == 0:
+        return np.zeros((q_key.size, n_cols), np.int64)
+    keys, kinv = np.unique(np.concatenate([ev_key, q_key]), return_inverse=True)
+    times, tinv = np.unique(np.concatenate([ev_ts, q_ts]), return_inverse=True)
+    comb = kinv.astype(np.int64) * (times.size + 1) + tinv
+    e_comb, q_comb = comb[:ev_key.size], comb[ev_key.size:]
+    order = np.argsort(e_comb, kind="stable")
+    e_sorted = e_comb[order]
+    cum = np.zeros((ev_key.size + 1, n_cols), np.int64)
+    cum[np.arange(1, ev_key.size + 1), ev_col[order]] = 1
+    np.cumsum(cum, axis=0, out=cum)
+    upto = np.searchsorted(e_sorted, q_comb, side="left")  # same key and earlier time (or a smaller key)
+    start = np.searchsorted(e_sorted, kinv[ev_key.size:].astype(np.int64) * (times.size + 1), side="left")
+    return cum[upto] - cum[start]
+
+
+@dataclass
+class Shown:
+    """Deduplicated hiring-side streams: impressions (p, m, s, ts) and ratings (p, m, s, r, ts), earliest first."""
+
+    imp_p: np.ndarray
+    imp_m: np.ndarray
+    imp_s: np.ndarray
+    imp_ts: np.ndarray
+    fb_p: np.ndarray
+    fb_m: np.ndarray
+    fb_s: np.ndarray
+    fb_r: np.ndarray
+    fb_ts: np.ndarray
+
+
+def _first(keys: list[np.ndarray], ts: np.ndarray) -> np.ndarray:
+    """Indices of the earliest row per distinct key tuple."""
+    order = np.lexsort((ts, *reversed(keys)))
+    stacked = np.stack([k[order] for k in keys], axis=1)
+    new = np.r_[True, (stacked[1:] != stacked[:-1]).any(axis=1)] if order.size else np.zeros(0, bool)
+    return order[new]
+
+
+def shown_streams(imp: pa.Table, feedback: pa.Table) -> Shown:
+    """`imp`: project_id, member_id, channel, ts; both deduplicated the way `HirerPreferences` counts them."""
+    ch = {c: i for i, c in enumerate(CHANNELS)}
+    rt = {r: i for i, r in enumerate(RATINGS)}
+    f_p, f_m = feedback["project_id"].to_numpy(), feedback["member_id"].to_numpy()
+    f_s = np.array([ch[c] for c in feedback["channel"].to_pylist()], np.int64)
+    f_r = np.array([rt[r] for r in feedback["feedback"].to_pylist()], np.int64)
+    f_ts = feedback["ts"].cast(pa.int64()).to_numpy()
+    # a rated candidate was shown
+    i_p = np.concatenate([imp["project_id"].to_numpy(), f_p])
+    i_m = np.concatenate([imp["member_id"].to_numpy(), f_m])
+    i_s = np.concatenate([np.array([ch[c] for c in imp["channel"].to_pylist()], np.int64), f_s])
+    i_ts = np.concatenate([imp["ts"].cast(pa.int64()).to_numpy(), f_ts])
+    keep_i = _first([i_p, i_m, i_s], i_ts)
+    keep_f = _first([f_p, f_m, f_s, f_r], f_ts)
+    return Shown(i_p[keep_i], i_m[keep_i], i_s[keep_i], i_ts[keep_i],
+                 f_p[keep_f], f_m[keep_f], f_s[keep_f], f_r[keep_f], f_ts[keep_f])
+
+
+def personalization_features(terms: ProfileTerms, shown: Shown, q_project: np.ndarray, q_member: np.ndarray,
+                             q_ts: np.ndarray, combos=DEFAULT_COMBOS,
+                             prior_strength: float = DEFAULT_PRIOR_STRENGTH) -> np.ndarray:
+    """z features of each query row (project, member, ts) from counts strictly before ts."""
+    n_terms = terms.term_type.size
+    combo_s = np.array([CHANNELS.index(s) for s, _ in combos])
+    combo_r = np.array([RATINGS.index(r) for _, r in combos])
+    k, n_ch = len(combos), len(CHANNELS)
+    combo_of = np.full((n_ch, len(RATINGS)), -1)
+    combo_of[combo_s, combo_r] = np.arange(k)
+
+    # project-level N(s) and C(s, r)
+    N = counts_before(shown.imp_p, shown.imp_ts, shown.imp_s, n_ch, q_project, q_ts)
+    fb_combo = combo_of[shown.fb_s, shown.fb_r]
+    use = fb_combo >= 0
+    C = counts_before(shown.fb_p[use], shown.fb_ts[use], fb_combo[use], k, q_project, q_ts)
+
+    # term-level n(i, s) and c(i, s, r): expand events and queries by the member's terms
+    def expand(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = terms.rows(members)
+        lens = np.diff(terms.matrix.indptr)[rows]
+        starts = terms.matrix.indptr[rows]
+        owner = np.repeat(np.arange(members.size), lens)
+        offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        return owner, terms.matrix.indices[starts[owner] + offs].astype(np.int64)
+
+    io, it = expand(shown.imp_m)
+    fo, ft = expand(shown.fb_m[use])
+    qo, qt = expand(q_member)
+    q_key = q_project[qo] * n_terms + qt
+    n = counts_before(shown.imp_p[io] * n_terms + it, shown.imp_ts[io], shown.imp_s[io], n_ch, q_key, q_ts[qo])
+    c = counts_before(shown.fb_p[use][fo] * n_terms + ft, shown.fb_ts[use][fo], fb_combo[use][fo], k,
+                      q_key, q_ts[qo])
+    w = term_weight(c, n[:, combo_s], C[qo], N[qo][:, combo_s], prior_strength)  # (pairs, k)
+    types = terms.term_type[qt]
+    z = np.zeros((q_member.size, len(TERM_TYPES), k))
+    for t in range(len(TERM_TYPES)):
+        sel = types == t
+        for j in range(k):
+            z[:, t, j] = np.bincount(qo[sel], weights=w[sel, j], minlength=q_member.size)
+    return z.reshape(q_member.size, -1)
+
+
+
+def candidate_impressions(events: pa.Table, projects: pa.Table, hirer_impressions: pa.Table) -> pa.Table:
+    """Candidates shown to hirers: applicants (APPLY events, via the job's project) and sourced candidates.
+
+    Columns project_id, member_id, channel, ts, request_id; applicants of one project on one day form a request.
+    """
+    applies = events.filter(pc.equal(events["action"], "APPLY"))
+    job_to_project = dict(zip(projects["job_id"].to_pylist(), projects["project_id"].to_pylist()))
+    jobs = applies["job_id"].to_numpy()
+    has = np.fromiter((j in job_to_project for j in jobs.tolist()), bool, jobs.size)
+    p = np.array([job_to_project[j] for j in jobs[has].tolist()], np.int64)
+    ts = applies["ts"].cast(pa.int64()).to_numpy()[has]
+    day = ts // DAY_US
+    offset = int(pc.max(hirer_impressions["request_id"]).as_py() or 0) + 1 if hirer_impressions.num_rows else 0
+    _, req = np.unique(np.stack([p, day]), axis=1, return_inverse=True)
+    applicants = pa.table({
+        "project_id": p, "member_id": applies["member_id"].to_numpy()[has],
+        "channel": pa.array(["applicants"] * p.size, pa.string()),
+        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "request_id": req.ravel().astype(np.int64) + offset,
+    })
+    sourced = hirer_impressions.select(["project_id", "member_id", "channel", "ts", "request_id"])
+    return pa.concat_tables([applicants.cast(sourced.schema), sourced]).sort_by([("ts", "ascending")])
