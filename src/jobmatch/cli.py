@@ -20,8 +20,10 @@ from jobmatch.simulate import SimConfig
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Personalization signals for job marketplaces.")
 run_app = typer.Typer(no_args_is_help=True, help="Run a flow.")
 store_app = typer.Typer(no_args_is_help=True, help="Inspect and manage the feature store.")
+evaluate_app = typer.Typer(no_args_is_help=True, help="Offline evaluations with reports and metrics.json.")
 app.add_typer(run_app, name="run")
 app.add_typer(store_app, name="store")
+app.add_typer(evaluate_app, name="evaluate")
 console = Console(stderr=True)
 
 Members = Annotated[int, typer.Option(help="number of members to simulate")]
@@ -150,6 +152,22 @@ def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = P
     with _progress("main") as say:
         path = run_main(out, SimConfig(members=members, days=days, seed=seed), _taxonomy_spec(taxonomy), say)
     console.print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
+
+
+DataDir = Annotated[Path, typer.Option(help="simulated (or exported) marketplace directory")]
+OutDir = Annotated[Path, typer.Option(help="where report.md, plots and metrics.json go")]
+
+
+@evaluate_app.command("hiring")
+def evaluate_hiring_cmd(data: DataDir, out: OutDir, seed: Seed = 0) -> None:
+    """Candidate ranking with and without per-project online term weights (seed 003)."""
+    from jobmatch.evaluate.hiring import evaluate_hiring
+
+    with _progress("evaluate hiring") as say:
+        metrics = evaluate_hiring(data, out, seed=seed, say=say)
+    n1 = metrics["ndcg@1"]
+    console.print(f"NDCG@1 without online {n1['without_online']:.3f}, with online {n1['with_online']:.3f} "
+                  f"-> {out / 'report.md'}")
 
 
 StoreSpec = Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://HOST:PORT/DB (default: settings)")]

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 
-from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS, RATINGS
+from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS, RATINGS, feature_names
 from jobmatch.hiring.terms import TERM_TYPES, ProfileTerms
 from jobmatch.hiring.weights import DEFAULT_PRIOR_STRENGTH, term_weight
 
 GRADE = {"offer": 4, "interview": 3, "message": 2, "view_profile": 1, "archive": 0, "skip": 0, "reject": 0}
-STANDARD_FEATURES = (
-    "same_occupation", "title_overlap", "skill_overlap", "skill_matches", "seniority_gap", "abs_seniority_gap",
-    "location_match", "job_remote", "open_to_work", "events_7d", "applies_30d", "apply_rate",
-    "channel_applicants", "channel_recommended_matches", "channel_recruiter_search",
-)
+PAIR_FEATURES = ("same_occupation", "title_overlap", "skill_overlap", "skill_matches", "seniority_gap",
+                 "abs_seniority_gap", "location_match", "job_remote", "open_to_work")
+ACTIVITY_FEATURES = ("events_7d", "applies_30d", "apply_rate")
+CHANNEL_FEATURES = tuple(f"channel_{c}" for c in CHANNELS)
+STANDARD_FEATURES = PAIR_FEATURES + ACTIVITY_FEATURES + CHANNEL_FEATURES
 DAY_US = 86_400_000_000
 
 
@@ -154,3 +155,126 @@ def candidate_impressions(events: pa.Table, projects: pa.Table, hirer_impression
     })
     sourced = hirer_impressions.select(["project_id", "member_id", "channel", "ts", "request_id"])
     return pa.concat_tables([applicants.cast(sourced.schema), sourced]).sort_by([("ts", "ascending")])
+
+
+def _tokens(texts: list[str]) -> list[set[str]]:
+    return [set(t.lower().replace("/", " ").replace("-", " ").split()) for t in texts]
+
+
+def _csr(sets: list, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
+    indptr, indices = [0], []
+    for items in sets:
+        indices.extend(sorted({vocab.setdefault(x, len(vocab)) for x in items}))
+        indptr.append(len(indices))
+    return indptr, indices
+
+
+class PairFeaturizer:
+    """Job x candidate match features, vectorized with sparse matrices (the same code offline and at serving)."""
+
+    def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table):
+        self._job_row = {j: i for i, j in enumerate(jobs["job_id"].to_pylist())}
+        self._member_row = {m: i for i, m in enumerate(members["member_id"].to_pylist())}
+        self._project_job = dict(zip(projects["project_id"].to_pylist(), projects["job_id"].to_pylist()))
+        skill_vocab: dict[str, int] = {}
+        title_vocab: dict[str, int] = {}
+        mats = {}
+        for name, table in (("job", jobs), ("member", members)):
+            sk = _csr(table["skills"].to_pylist(), skill_vocab)
+            ti = _csr(_tokens(table["title"].to_pylist()), title_vocab)
+            mats[name] = (sk, ti)
+
+        def build(parts: tuple[list[int], list[int]], width: int) -> sp.csr_matrix:
+            indptr, indices = parts
+            return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(indptr) - 1, width))
+        self.job_skills = build(mats["job"][0], len(skill_vocab))
+        self.member_skills = build(mats["member"][0], len(skill_vocab))
+        self.job_title = build(mats["job"][1], len(title_vocab))
+        self.member_title = build(mats["member"][1], len(title_vocab))
+        self.job_occ = jobs["occupation"].to_numpy(zero_copy_only=False)
+        self.member_occ = members["occupation"].to_numpy(zero_copy_only=False)
+        self.job_sen = jobs["seniority"].to_numpy().astype(float)
+        self.member_sen = members["seniority"].to_numpy().astype(float)
+        self.job_loc = jobs["location"].to_numpy(zero_copy_only=False)
+        self.member_loc = members["location"].to_numpy(zero_copy_only=False)
+        self.job_remote = jobs["remote"].to_numpy(zero_copy_only=False).astype(float)
+        self.open_to_work = members["open_to_work"].to_numpy(zero_copy_only=False).astype(float)
+
+    def job_rows(self, project_ids) -> np.ndarray:
+        try:
+            return np.fromiter((self._job_row[self._project_job[int(p)]] for p in project_ids), np.int64,
+                               len(project_ids))
+        except KeyError as e:
+            raise ValueError(f"project_id: unknown project or job {e.args[0]}") from None
+
+    def member_rows(self, member_ids) -> np.ndarray:
+        try:
+            return np.fromiter((self._member_row[int(m)] for m in member_ids), np.int64, len(member_ids))
+        except KeyError as e:
+            raise ValueError(f"member_id: unknown member {e.args[0]}") from None
+
+    def features(self, project_ids, member_ids) -> np.ndarray:
+        """(n, len(PAIR_FEATURES)) for aligned arrays of project and member ids."""
+        j, m = self.job_rows(project_ids), self.member_rows(member_ids)
+        js, ms = self.job_skills[j], self.member_skills[m]
+        matches = np.asarray(js.multiply(ms).sum(axis=1)).ravel()
+        n_job_skills = np.maximum(np.diff(js.indptr), 1)
+        jt, mt = self.job_title[j], self.member_title[m]
+        inter = np.asarray(jt.multiply(mt).sum(axis=1)).ravel()
+        union = np.maximum(np.diff(jt.indptr) + np.diff(mt.indptr) - inter, 1)
+        gap = self.member_sen[m] - self.job_sen[j]
+        remote = self.job_remote[j]
+        return np.column_stack([
+            (self.job_occ[j] == self.member_occ[m]).astype(float), inter / union, matches / n_job_skills, matches,
+            gap, np.abs(gap), ((self.job_loc[j] == self.member_loc[m]) | (remote > 0)).astype(float), remote,
+            self.open_to_work[m],
+        ])
+
+
+def activity_features(events: pa.Table, q_member: np.ndarray, q_ts: np.ndarray) -> np.ndarray:
+    """Two-way-interest signals as of each row's time: events in the last 7 days, applies in the last 30 days,
+    and the member's apply rate (applies per view) so far."""
+    member = events["member_id"].to_numpy()
+    ts = events["ts"].cast(pa.int64()).to_numpy()
+    action = events["action"].to_numpy(zero_copy_only=False)
+    col = np.select([action == "APPLY", action == "VIEW"], [1, 2], 0)
+    now = counts_before(member, ts, col, 3, q_member, q_ts)
+    week = counts_before(member, ts, col, 3, q_member, q_ts - 7 * DAY_US)
+    month = counts_before(member, ts, col, 3, q_member, q_ts - 30 * DAY_US)
+    return np.column_stack([(now - week).sum(axis=1), now[:, 1] - month[:, 1], now[:, 1] / (now[:, 2] + 1.0)])
+
+
+@dataclass
+class HiringDataset:
+    rows: pa.Table  # project_id, member_id, channel, ts, request_id, label, prior_feedback
+    standard: np.ndarray
+    online: np.ndarray
+    standard_names: tuple[str, ...]
+    online_names: list[str]
+
+
+def build_dataset(events: pa.Table, feedback: pa.Table, jobs: pa.Table, members: pa.Table, projects: pa.Table,
+                  hirer_impressions: pa.Table, combos=DEFAULT_COMBOS) -> HiringDataset:
+    """One row per candidate shown to a hirer, with point-in-time features and a graded label."""
+    imp = candidate_impressions(events, projects, hirer_impressions)
+    shown = shown_streams(imp, feedback)
+    p, m = imp["project_id"].to_numpy(), imp["member_id"].to_numpy()
+    ts = imp["ts"].cast(pa.int64()).to_numpy()
+    chan = imp["channel"].to_numpy(zero_copy_only=False)
+    s = np.array([CHANNELS.index(c) for c in chan.tolist()], np.int64)
+    # graded label: the best rating this candidate got from this project in this channel (eventually)
+    grade = np.array([GRADE[r] for r in RATINGS])[shown.fb_r]
+    key_f = (shown.fb_p * (1 << 24) + shown.fb_m) * 4 + shown.fb_s
+    best: dict[int, int] = {}
+    for k_, g in zip(key_f.tolist(), grade.tolist()):
+        best[k_] = max(best.get(k_, 0), g)
+    key_q = (p * (1 << 24) + m) * 4 + s
+    label = np.fromiter((best.get(k_, 0) for k_ in key_q.tolist()), np.int64, key_q.size)
+    prior = counts_before(shown.fb_p, shown.fb_ts, np.zeros(shown.fb_p.size, np.int64), 1, p, ts)[:, 0]
+    pair = PairFeaturizer(jobs, members, projects).features(p, m)
+    act = activity_features(events, m, ts)
+    onehot = (s[:, None] == np.arange(len(CHANNELS))[None, :]).astype(float)
+    online = personalization_features(ProfileTerms.from_members(members), shown, p, m, ts, combos)
+    rows = imp.append_column("label", pa.array(label)).append_column("prior_feedback", pa.array(prior))
+    return HiringDataset(rows, np.column_stack([pair, act, onehot]), online, STANDARD_FEATURES,
+                         feature_names(combos))

@@ -1,0 +1,68 @@
+"""Gradient-boosted learning-to-rank (XGBoost LambdaMART) over candidate features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xgboost as xgb
+
+FORMAT_VERSION = 1
+
+
+class CandidateRanker:
+    """LambdaMART on (request, candidate) rows; `fit` groups rows by request id."""
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.08,
+                 min_child_weight: float = 5.0, subsample: float = 0.8, seed: int = 0, n_threads: int = 2):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.seed = seed
+        self.n_threads = n_threads
+
+    def _params(self) -> dict:
+        return {"objective": "rank:ndcg", "lambdarank_pair_method": "topk", "eval_metric": "ndcg@5",
+                "max_depth": self.max_depth, "eta": self.learning_rate, "min_child_weight": self.min_child_weight,
+                "subsample": self.subsample, "seed": self.seed, "nthread": self.n_threads, "tree_method": "hist"}
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, feature_names: list[str]) -> CandidateRanker:
+        order = np.argsort(groups, kind="stable")
+        dtrain = xgb.DMatrix(X[order], label=y[order], qid=groups[order], feature_names=list(feature_names))
+        self.booster_ = xgb.train(self._params(), dtrain, num_boost_round=self.n_estimators)
+        self.feature_names_ = list(feature_names)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.booster_.inplace_predict(np.ascontiguousarray(X, dtype=np.float32))
+
+    def importance(self) -> dict[str, float]:
+        """Total gain per feature, normalized to sum to 1."""
+        gain = self.booster_.get_score(importance_type="total_gain")
+        total = sum(gain.values()) or 1.0
+        return {name: gain.get(name, 0.0) / total for name in self.feature_names_}
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(d / "model.json")
+        params = {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate", "min_child_weight",
+                                                  "subsample", "seed", "n_threads")}
+        (d / "meta.json").write_text(json.dumps({"class": type(self).__name__, "version": FORMAT_VERSION,
+                                                 "params": params, "feature_names": self.feature_names_}, indent=2))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CandidateRanker:
+        d = Path(directory)
+        meta = json.loads((d / "meta.json").read_text())
+        if meta.get("class") != cls.__name__ or meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{d}: expected a {cls.__name__} v{FORMAT_VERSION} model, found "
+                             f"{meta.get('class')} v{meta.get('version')}")
+        model = cls(**meta["params"])
+        model.booster_ = xgb.Booster(model_file=str(d / "model.json"))
+        model.feature_names_ = meta["feature_names"]
+        return model
