@@ -145,7 +145,7 @@ def report(db: Db, out: Annotated[Path, typer.Option(help="report directory")]) 
 def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
                  members: Members = 20_000, days: Days = 28, seed: Seed = 1,
                  taxonomy: TaxonomyOpt = "builtin") -> None:
-    """The main job on embedded defaults: simulate -> ingest -> sessionize -> report."""
+    """The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring ranker."""
     from jobmatch.flows.main import run_main
 
     start = time.perf_counter()

@@ -73,21 +73,39 @@ class HirerPreferences:
     def _terms(self, member_id: int) -> np.ndarray:
         return self.terms.terms_of(member_id).astype(np.int64)
 
-    def observe_impression(self, project_id: int, member_id: int, channel: str) -> bool:
-        """A candidate was shown to the project's hirer in `channel`; counted once per (candidate, channel)."""
+    def _impression_update(self, project_id: int, member_id: int, channel: str) -> tuple[int, str, list[int]]:
         p, s = self._check_project(project_id), _index(channel, CHANNELS, "channel")
         terms = self._terms(member_id)
-        codes = [code(N_SHOWN, s), *code(N_TERM_SHOWN, s, 0, terms).tolist()]
-        return self.counts.add_once(p, f"i:{member_id}:{s}", codes)
+        return p, f"i:{member_id}:{s}", [code(N_SHOWN, s), *code(N_TERM_SHOWN, s, 0, terms).tolist()]
+
+    def observe_impression(self, project_id: int, member_id: int, channel: str) -> bool:
+        """A candidate was shown to the project's hirer in `channel`; counted once per (candidate, channel)."""
+        return self.counts.add_once(*self._impression_update(project_id, member_id, channel))
+
+    def observe_impression_batch(self, rows: Iterable[tuple[int, int, str]]) -> int:
+        """(project, member, channel) rows, validated first, then applied as one batch."""
+        return self.counts.add_many([self._impression_update(*row) for row in rows])
+
+    def _feedback_updates(self, project_id: int, member_id: int, channel: str,
+                          feedback: str) -> list[tuple[int, str, list[int]]]:
+        p = self._check_project(project_id)
+        r = _index(feedback, RATINGS, "feedback")
+        shown = self._impression_update(p, member_id, channel)
+        s, terms = CHANNELS.index(channel), self._terms(member_id)
+        return [shown, (p, f"f:{member_id}:{s}:{r}", [code(C_RATED, s, r), *code(C_TERM_RATED, s, r, terms).tolist()])]
 
     def observe_feedback(self, project_id: int, member_id: int, channel: str, feedback: str) -> bool:
         """A rating; counted once per (candidate, channel, rating). A rated candidate was also shown."""
-        p = self._check_project(project_id)
-        s, r = _index(channel, CHANNELS, "channel"), _index(feedback, RATINGS, "feedback")
-        terms = self._terms(member_id)
-        self.counts.add_once(p, f"i:{member_id}:{s}", [code(N_SHOWN, s), *code(N_TERM_SHOWN, s, 0, terms).tolist()])
-        return self.counts.add_once(p, f"f:{member_id}:{s}:{r}",
-                                    [code(C_RATED, s, r), *code(C_TERM_RATED, s, r, terms).tolist()])
+        shown, rated = self._feedback_updates(project_id, member_id, channel, feedback)
+        self.counts.add_once(*shown)
+        return self.counts.add_once(*rated)
+
+    def observe_feedback_batch(self, rows: Iterable[tuple[int, int, str, str]]) -> int:
+        """(project, member, channel, feedback) rows, validated first, then applied in one batch (one Redis
+        pipeline); returns how many ratings were new."""
+        updates = [u for row in rows for u in self._feedback_updates(*row)]
+        self.counts.add_many(updates[0::2])
+        return self.counts.add_many(updates[1::2])
 
     def features(self, project_id: int, member_ids: Sequence[int]) -> np.ndarray:
         """Personalization features (len(member_ids), len(TERM_TYPES) * len(combos)), in `feature_names` order."""

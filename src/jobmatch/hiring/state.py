@@ -1,4 +1,4 @@
-"""Per-project feedback counters behind one small interface: in-process, and Redis (a hash per project).
+"""Per-project feedback counters behind one small interface: in-process, SQLite, and Redis (a hash per project).
 
 A counter is an int64 code (see `online.code`); `add_once` increments a set of counters unless its dedupe field
 was seen before in that project, atomically — so counts are idempotent on duplicate events and independent of
@@ -10,6 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable
+
+import json
+import sqlite3
+from pathlib import Path
 
 import numpy as np
 import redis
@@ -52,6 +56,53 @@ class MemoryProjectCounts(ProjectCounts):
             return np.zeros(len(codes), np.int64)
         get = counts.get
         return np.fromiter((get(c, 0) for c in codes.tolist()), np.int64, len(codes))
+
+
+class SQLiteProjectCounts(ProjectCounts):
+    """Embedded and persistent: counters and dedupe markers in SQLite tables (they can share the feature store's
+    file); each event is one transaction, so several processes can feed and read the same file."""
+
+    _DDL = """
+    CREATE TABLE IF NOT EXISTS project_counts (project INTEGER NOT NULL, code INTEGER NOT NULL,
+        value INTEGER NOT NULL, PRIMARY KEY (project, code)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS project_seen (project INTEGER NOT NULL, dedupe TEXT NOT NULL,
+        PRIMARY KEY (project, dedupe)) WITHOUT ROWID;
+    """
+
+    def __init__(self, path: str | Path):
+        self._db = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(self._DDL)
+
+    def _apply(self, project_id: int, dedupe: str, codes: Iterable[int]) -> bool:
+        if self._db.execute("INSERT OR IGNORE INTO project_seen VALUES (?, ?)", [project_id, dedupe]).rowcount == 0:
+            return False
+        self._db.executemany("INSERT INTO project_counts VALUES (?, ?, 1) "
+                             "ON CONFLICT DO UPDATE SET value = value + 1", ((project_id, c) for c in codes))
+        return True
+
+    def add_once(self, project_id: int, dedupe: str, codes: Iterable[int]) -> bool:
+        return self.add_many([(project_id, dedupe, codes)]) == 1
+
+    def add_many(self, items: Iterable[tuple[int, str, Iterable[int]]]) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = sum(self._apply(p, d, c) for p, d, c in items)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return applied
+
+    def lookup(self, project_id: int, codes: np.ndarray) -> np.ndarray:
+        found = dict(self._db.execute(
+            "SELECT code, value FROM project_counts WHERE project = ? AND code IN (SELECT value FROM json_each(?))",
+            [project_id, json.dumps(codes.tolist())]).fetchall())
+        return np.fromiter((found.get(c, 0) for c in codes.tolist()), np.int64, len(codes))
+
+    def close(self) -> None:
+        self._db.close()
 
 
 _ADD_ONCE = """
