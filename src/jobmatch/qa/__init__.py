@@ -1,0 +1,61 @@
+"""Qualified Applicant (001) features: what the global, per-member and per-job models see.
+
+global (member x job):   match features of the pair (occupation, title, skills, seniority gap, location, ...)
+per-member (job side):   the job's seniority, remote flag and a low-rank embedding of its skills
+per-job (member side):   the member's seniority, open-to-work flag and the same embedding of their skills
+The skill embedding is a truncated SVD of the member/job x skill matrix (one space for both), so the
+per-entity models stay small (a handful of coefficients each).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from jobmatch.hiring.dataset import PAIR_FEATURES, PairFeaturizer
+
+GLOBAL_FEATURES = PAIR_FEATURES
+
+
+class QAFeaturizer:
+    def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table, rank: int = 6, seed: int = 0):
+        self.pairs = PairFeaturizer(jobs, members, projects)
+        self._job_of = dict(zip(projects["project_id"].to_pylist(), projects["job_id"].to_pylist()))
+        stacked = sp.vstack([self.pairs.member_skills, self.pairs.job_skills]).astype(np.float64)
+        norms = np.sqrt(np.maximum(np.asarray(stacked.sum(axis=1)).ravel(), 1.0))
+        stacked = sp.diags(1.0 / norms) @ stacked
+        k = min(rank, min(stacked.shape) - 1)
+        v0 = np.random.default_rng(seed).normal(size=min(stacked.shape))
+        _, _, vt = svds(stacked, k=k, v0=v0)
+        vt = vt[::-1]  # largest singular values first
+        vt *= np.sign(vt[:, :1] + 1e-12)  # a fixed sign per component, for reproducible features
+        self._basis = vt.T
+        self.rank = k
+        self.job_features = ("job_seniority", "job_remote") + tuple(f"job_skill_{i}" for i in range(k))
+        self.member_features = ("member_seniority", "open_to_work") + tuple(f"member_skill_{i}" for i in range(k))
+
+    def _embed(self, matrix: sp.csr_matrix) -> np.ndarray:
+        norms = np.sqrt(np.maximum(np.asarray(matrix.sum(axis=1)).ravel(), 1.0))
+        return np.asarray(matrix @ self._basis) / norms[:, None]
+
+    def features(self, project_ids: np.ndarray, member_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns for aligned (project, member) arrays: ids plus every feature the QA models use."""
+        project_ids, member_ids = np.asarray(project_ids), np.asarray(member_ids)
+        j, m = self.pairs.job_rows(project_ids), self.pairs.member_rows(member_ids)
+        pair = self.pairs.features(project_ids, member_ids)
+        cols: dict[str, np.ndarray] = {
+            "project_id": project_ids.astype(np.int64), "member_id": member_ids.astype(np.int64),
+            "job_id": np.fromiter((self._job_of[int(p)] for p in project_ids), np.int64, project_ids.size)}
+        cols.update({name: pair[:, i] for i, name in enumerate(GLOBAL_FEATURES)})
+        job_emb = self._embed(self.pairs.job_skills[j])
+        mem_emb = self._embed(self.pairs.member_skills[m])
+        cols["job_seniority"] = self.pairs.job_sen[j] - 3.0
+        cols["job_remote"] = self.pairs.job_remote[j]
+        cols["member_seniority"] = self.pairs.member_sen[m] - 3.0
+        cols["open_to_work"] = self.pairs.open_to_work[m]
+        for i in range(self.rank):
+            cols[f"job_skill_{i}"] = job_emb[:, i]
+            cols[f"member_skill_{i}"] = mem_emb[:, i]
+        return cols
