@@ -21,9 +21,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Personalizat
 run_app = typer.Typer(no_args_is_help=True, help="Run a flow.")
 store_app = typer.Typer(no_args_is_help=True, help="Inspect and manage the feature store.")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Offline evaluations with reports and metrics.json.")
+game_app = typer.Typer(no_args_is_help=True, help="Generalized additive mixed models on any Parquet data.")
+qa_app = typer.Typer(no_args_is_help=True, help="The Qualified Applicant model's published versions.")
 app.add_typer(run_app, name="run")
 app.add_typer(store_app, name="store")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(game_app, name="game")
+app.add_typer(qa_app, name="qa")
 console = Console(stderr=True)
 
 Members = Annotated[int, typer.Option(help="number of members to simulate")]
@@ -31,6 +35,8 @@ Days = Annotated[int, typer.Option(help="length of the simulated period in days"
 Seed = Annotated[int, typer.Option(help="random seed; the same seed gives byte-identical files")]
 TaxonomyOpt = Annotated[str, typer.Option(help="'builtin' or 'onet:PATH' (a directory of O*NET tables)")]
 Db = Annotated[Path, typer.Option(help="event log file (DuckDB)")]
+DataDir = Annotated[Path, typer.Option(help="simulated (or exported) marketplace directory")]
+OutDir = Annotated[Path, typer.Option(help="where report.md, plots and metrics.json go")]
 
 
 @contextmanager
@@ -141,6 +147,28 @@ def report(db: Db, out: Annotated[Path, typer.Option(help="report directory")]) 
     console.print(f"wrote {path}")
 
 
+@run_app.command("qa")
+def run_qa_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
+               data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/qa"),
+               store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None) -> None:
+    """Daily Qualified Applicant run: fresh labels, incremental retrain, quality gate, publish."""
+    from datetime import datetime
+
+    from jobmatch.flows.qa import run_qa
+
+    try:
+        day = datetime.fromisoformat(as_of)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date like 2026-01-20, got {as_of!r}", param_hint="--as-of") from None
+    with _progress(f"qa {as_of}"), _open(store or f"sqlite:{home / 'store.sqlite'}") as fs:
+        try:
+            decision = run_qa(data, home, fs, day)
+        except ValueError as e:
+            console.print(f"[red]{e}")
+            raise typer.Exit(2) from None
+    typer.echo(json.dumps(decision))
+
+
 @run_app.command("main")
 def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
                  members: Members = 20_000, days: Days = 28, seed: Seed = 1,
@@ -154,8 +182,6 @@ def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = P
     console.print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
 
 
-DataDir = Annotated[Path, typer.Option(help="simulated (or exported) marketplace directory")]
-OutDir = Annotated[Path, typer.Option(help="where report.md, plots and metrics.json go")]
 
 
 @evaluate_app.command("hiring")
@@ -168,6 +194,90 @@ def evaluate_hiring_cmd(data: DataDir, out: OutDir, seed: Seed = 0) -> None:
     n1 = metrics["ndcg@1"]
     console.print(f"NDCG@1 without online {n1['without_online']:.3f}, with online {n1['with_online']:.3f} "
                   f"-> {out / 'report.md'}")
+
+
+@evaluate_app.command("qa")
+def evaluate_qa_cmd(data: DataDir, out: OutDir, seed: Seed = 0) -> None:
+    """Qualified Applicant: GBDT vs global vs +per-member vs +per-job, freshness, label latency (seed 001)."""
+    from jobmatch.evaluate.qa import evaluate_qa
+
+    with _progress("evaluate qa") as say:
+        metrics = evaluate_qa(data, out, seed=seed, say=say)
+    console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["auc"].items()) + f" -> {out / 'report.md'}")
+
+
+def _read_columns(path: Path, names: list[str]) -> dict:
+    import pyarrow.parquet as pq
+
+    available = set(pq.read_schema(path).names)
+    missing = [n for n in names if n not in available]
+    if missing:
+        console.print(f"[red]{path}: missing column(s) {', '.join(map(repr, missing))}")
+        raise typer.Exit(2)
+    table = pq.read_table(path, columns=names)
+    return {n: table[n].to_numpy() for n in names}
+
+
+def _columns_of(model) -> list[str]:
+    names = [model.response] + [c for c in (model.weight, model.offset) if c]
+    for c in model.coordinates:
+        names += list(c.features) + ([c.entity] if c.entity else [])
+    return list(dict.fromkeys(names))
+
+
+@game_app.command("train")
+def game_train(config: Annotated[Path, typer.Option(help="game.toml")], out: OutDir) -> None:
+    """Train a GAME model from a TOML job; writes the model and OUT/metrics.json (AUC after every update)."""
+    from jobmatch.game.config import GameJob
+
+    try:
+        job = GameJob.from_toml(config)
+    except (ValueError, FileNotFoundError) as e:
+        console.print(f"[red]{e}")
+        raise typer.Exit(2) from None
+    model = job.model()
+    names = _columns_of(model)
+    train = _read_columns(job.data.train, names)
+    validation = _read_columns(job.data.validation, names) if job.data.validation else None
+    with _progress("game train") as say:
+        try:
+            model.fit(train, validation, say=say)
+        except ValueError as e:
+            console.print(f"[red]{e}")
+            raise typer.Exit(2) from None
+    model.save(out)
+    metrics = {"steps": [{"pass": s.pass_, "coordinate": s.coordinate, "auc": s.auc} for s in model.steps_],
+               "best_auc": model.best_auc_}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    console.print(f"best validation AUC {model.best_auc_} -> {out}" if model.best_auc_ is not None else f"-> {out}")
+
+
+@game_app.command("score")
+def game_score(model_dir: Annotated[Path, typer.Option("--model", help="a saved GAME model")],
+               data: Annotated[Path, typer.Option(help="Parquet to score")],
+               out: Annotated[Path, typer.Option(help="Parquet with probability and per-coordinate scores")]) -> None:
+    """Score a Parquet file with a saved model: probability plus each coordinate's contribution (log-odds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobmatch.game.model import GameModel
+
+    model = GameModel.load(model_dir)
+    names = [n for n in _columns_of(model) if n != model.response]
+    cols = _read_columns(data, names)
+    parts = model.contributions(cols)
+    table = pa.table({"probability": model.predict_proba(cols), **{f"score_{k}": v for k, v in parts.items()}})
+    pq.write_table(table, out)
+    console.print(f"{table.num_rows:,} rows -> {out}")
+
+
+@qa_app.command("rollback")
+def qa_rollback(store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None) -> None:
+    """Put the previously published Qualified Applicant coefficients back."""
+    from jobmatch.flows.qa import rollback
+
+    with _open(store) as fs:
+        typer.echo(f"qa/coefficients: version {rollback(fs)} is current")
 
 
 StoreSpec = Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://HOST:PORT/DB (default: settings)")]

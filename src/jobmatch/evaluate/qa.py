@@ -14,22 +14,11 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from jobmatch.evaluate.metrics import auc
-from jobmatch.game.model import Coordinate, GameModel
+from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, applications, collect_labels, positive_latency
-from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer
+from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer, label_keys, qa_coordinates, subset_rows
 
 Say = Callable[[str], None]
-
-
-def qa_coordinates(f: QAFeaturizer, l2_global: float = 1.0, l2_member: float = 2.0, l2_job: float = 2.0,
-                   min_samples: int = 2) -> list[Coordinate]:
-    return [Coordinate("global", "fixed", tuple(GLOBAL_FEATURES), l2=l2_global),
-            Coordinate("member", "random", f.job_features, l2=l2_member, entity="member_id", min_samples=min_samples),
-            Coordinate("job", "random", f.member_features, l2=l2_job, entity="job_id", min_samples=min_samples)]
-
-
-def _subset(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[mask] for k, v in cols.items()}
 
 
 def _gbdt(cols: dict, names: list[str], y: np.ndarray, seed: int) -> xgb.Booster:
@@ -41,10 +30,6 @@ def _gbdt(cols: dict, names: list[str], y: np.ndarray, seed: int) -> xgb.Booster
 
 def _margin(model: xgb.Booster, cols: dict, names: list[str]) -> np.ndarray:
     return model.inplace_predict(np.column_stack([cols[n] for n in names]), predict_type="margin")
-
-
-def _label_keys(rows: dict[str, np.ndarray]) -> np.ndarray:
-    return (rows["project_id"] * (1 << 31) + rows["member_id"]) * 2 + rows["response"]
 
 
 def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | None = None) -> dict:
@@ -73,7 +58,7 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
     train = known & (days < val_from)
     val = known & (days >= val_from) & (days < split)
     test = known & (days >= split) & (days < split + 7)
-    tr, va, te = _subset(cols, train), _subset(cols, val), _subset(cols, test)
+    tr, va, te = subset_rows(cols, train), subset_rows(cols, val), subset_rows(cols, test)
     gb_names = list(dict.fromkeys(GLOBAL_FEATURES + featurizer.job_features + featurizer.member_features))
     gbdt = _gbdt(tr, gb_names, tr["response"], seed)
     result = {"gbdt": auc(te["response"], _margin(gbdt, te, gb_names))}
@@ -88,8 +73,8 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
     fold = (tr["member_id"] % 2).astype(bool)
     offset = np.zeros(fold.size)
     for f_ in (False, True):
-        model = _gbdt(_subset(tr, fold == f_), gb_names, tr["response"][fold == f_], seed)
-        offset[fold != f_] = _margin(model, _subset(tr, fold != f_), gb_names)
+        model = _gbdt(subset_rows(tr, fold == f_), gb_names, tr["response"][fold == f_], seed)
+        offset[fold != f_] = _margin(model, subset_rows(tr, fold != f_), gb_names)
     tr_o, va_o, te_o = dict(tr, gbdt=offset), dict(va, gbdt=_margin(gbdt, va, gb_names)), \
         dict(te, gbdt=_margin(gbdt, te, gb_names))
     game = GameModel(coords, passes=3, offset="gbdt", seed=seed).fit(tr_o, va_o)
@@ -107,7 +92,7 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
         c = featurizer.features(labels["project_id"].to_numpy(), labels["member_id"].to_numpy())
         ok = labels["label"].is_valid().to_numpy(zero_copy_only=False)
         c["response"] = labels["label"].fill_null(0).to_numpy().astype(np.int8)
-        return _subset(c, ok)
+        return subset_rows(c, ok)
 
     base = as_of(t0_day - 1)
     frozen = GameModel(coords, passes=3, seed=seed).fit(base)
@@ -120,16 +105,16 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
             rows = as_of(d - 1)
             # a Bayesian update: yesterday's posterior is the prior, so only labels that are new (or changed)
             # since yesterday are fit; the global model is refit weekly
-            new = ~np.isin(_label_keys(rows), _label_keys(prev_rows))
+            new = ~np.isin(label_keys(rows), label_keys(prev_rows))
             start = time.perf_counter()
             refit_global = i % 7 == 0
             daily = GameModel(coords, passes=1, seed=seed).fit(
-                _subset(rows, new), prior=daily, update={"global": np.array([]) if refit_global else None,
+                subset_rows(rows, new), prior=daily, update={"global": np.array([]) if refit_global else None,
                                                          "member": np.unique(rows["member_id"][new]),
                                                          "job": np.unique(rows["job_id"][new])}, keep_best=False)
             inc_seconds.append(time.perf_counter() - start)
             prev_rows = rows
-        today = _subset(cols, known & (days == d))
+        today = subset_rows(cols, known & (days == d))
         fresh["days"].append(int(d - t0_day + 1))
         fresh["auc_frozen"].append(auc(today["response"], frozen.decision_function(today)))
         fresh["auc_daily"].append(auc(today["response"], daily.decision_function(today)))
@@ -140,7 +125,7 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
     start = time.perf_counter()
     full = GameModel(coords, passes=3, seed=seed).fit(prev_rows)
     full_seconds = time.perf_counter() - start
-    last = _subset(cols, known & (days >= horizon[-1]) & (days < horizon[-1] + 2)) if horizon else te
+    last = subset_rows(cols, known & (days >= horizon[-1]) & (days < horizon[-1] + 2)) if horizon else te
     compare = {"incremental": {"auc": auc(last["response"], daily.decision_function(last)),
                                "seconds_per_day": float(np.mean(inc_seconds)) if inc_seconds else None},
                "full": {"auc": auc(last["response"], full.decision_function(last)), "seconds": full_seconds}}

@@ -95,48 +95,42 @@ def fit_batched(entity: np.ndarray, n_entities: int, X: np.ndarray, y: np.ndarra
 
 
 def _batched_obj(b, X, y, w, o, lam, mu):
-    z = o + np.einsum("end,ed->en", X, b)
+    z = o + np.matmul(X, b[..., None])[..., 0]
     return (w * (softplus(z) - y * z)).sum(axis=1) + 0.5 * (lam * (b - mu) ** 2).sum(axis=1)
 
 
 def _newton(X, y, w, o, lam, mu, b, tol, max_iter):
-    active = np.ones(b.shape[0], bool)
-    f = _batched_obj(b, X, y, w, o, lam, mu)
+    """Newton steps for a bucket (E entities, n padded rows, d coefficients); batched BLAS throughout."""
+    Xt = X.transpose(0, 2, 1)
     eye = np.eye(b.shape[1])
+    limit = tol * np.maximum(1.0, w.sum(axis=1))
+    f = _batched_obj(b, X, y, w, o, lam, mu)
     for _ in range(max_iter):
-        a = np.flatnonzero(active)
-        if a.size == 0:
-            break
-        Xa, ba = X[a], b[a]
-        z = o[a] + np.einsum("end,ed->en", Xa, ba)
-        p = expit(z)
-        g = np.einsum("end,en->ed", Xa, w[a] * (p - y[a])) + lam[a] * (ba - mu[a])
-        h = np.einsum("end,en,enk->edk", Xa, w[a] * p * (1 - p), Xa) + lam[a][:, :, None] * eye
-        h += 1e-12 * eye  # keeps all-zero-weight directions solvable
-        step = np.linalg.solve(h, g[..., None])[..., 0]
-        decrement = (g * step).sum(axis=1)
+        p = expit(o + np.matmul(X, b[..., None])[..., 0])
+        g = np.matmul(Xt, (w * (p - y))[..., None])[..., 0] + lam * (b - mu)
         # converged: gradient small relative to the entity's total weight (Newton gets there in a few steps)
-        done = np.abs(g).max(axis=1) <= tol * np.maximum(1.0, w[a].sum(axis=1))
-        # backtracking line search, per entity
-        alpha = np.ones(a.size)
-        f_new = f[a].copy()
-        todo = ~done
-        for _ls in range(30):
-            if not todo.any():
-                break
-            t_idx = np.flatnonzero(todo)
-            trial = ba[t_idx] - alpha[t_idx, None] * step[t_idx]
-            ft = _batched_obj(trial, Xa[t_idx], y[a][t_idx], w[a][t_idx], o[a][t_idx], lam[a][t_idx], mu[a][t_idx])
-            ok = ft <= f[a][t_idx] - 1e-4 * alpha[t_idx] * decrement[t_idx]
-            ok |= alpha[t_idx] < 1e-10
-            accepted = t_idx[ok]
-            ba[accepted] -= alpha[accepted, None] * step[accepted]
-            f_new[accepted] = np.minimum(ft[ok], f[a][accepted])
-            todo[accepted] = False
-            alpha[t_idx[~ok]] *= 0.5
-        b[a], f[a] = ba, f_new
-        active[a[done]] = False
-    z = o + np.einsum("end,ed->en", X, b)
-    p = expit(z)
-    diag_h = np.einsum("end,en->ed", X * X, w * p * (1 - p)) + lam
+        done = np.abs(g).max(axis=1) <= limit
+        if done.all():
+            break
+        h = np.matmul(Xt, X * (w * p * (1 - p))[..., None]) + lam[:, :, None] * eye + 1e-12 * eye
+        step = np.linalg.solve(h, g[..., None])[..., 0]
+        step[done] = 0.0
+        decrement = (g * step).sum(axis=1)
+        trial = b - step
+        f_trial = _batched_obj(trial, X, y, w, o, lam, mu)
+        slack = 1e-12 * np.abs(f)  # near the optimum, rounding alone can make a good step look worse
+        ok = done | (f_trial <= f - 1e-4 * decrement + slack)
+        b = np.where(ok[:, None], trial, b)
+        f = np.where(ok, f_trial, f)
+        # the rare full steps that did not decrease the objective: backtrack on just those entities
+        bad = np.flatnonzero(~ok)
+        alpha = 0.5
+        while bad.size and alpha > 1e-10:
+            t = b[bad] - alpha * step[bad]
+            ft = _batched_obj(t, X[bad], y[bad], w[bad], o[bad], lam[bad], mu[bad])
+            accept = ft <= f[bad] - 1e-4 * alpha * decrement[bad] + slack[bad]
+            b[bad[accept]], f[bad[accept]] = t[accept], ft[accept]
+            bad, alpha = bad[~accept], alpha / 2
+    p = expit(o + np.matmul(X, b[..., None])[..., 0])
+    diag_h = np.matmul((X * X).transpose(0, 2, 1), (w * p * (1 - p))[..., None])[..., 0] + lam
     return b, 1.0 / np.maximum(diag_h, 1e-12)

@@ -169,13 +169,32 @@ def _csr(sets: list, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
     return indptr, indices
 
 
+class IdIndex:
+    """Vectorized id -> row lookups (sorted ids + searchsorted); errors name the field and the unknown id."""
+
+    def __init__(self, ids: np.ndarray, field: str):
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = np.asarray(ids)[self.order]
+        self.field = field
+
+    def rows(self, ids, strict: bool = True) -> np.ndarray:
+        ids = np.asarray(ids, dtype=self.sorted.dtype)
+        pos = np.clip(np.searchsorted(self.sorted, ids), 0, max(self.sorted.size - 1, 0))
+        found = self.sorted[pos] == ids if self.sorted.size else np.zeros(ids.size, bool)
+        if strict and not found.all():
+            raise ValueError(f"{self.field}: unknown {self.field.removesuffix('_id')} {ids[~found][0]}")
+        return np.where(found, self.order[pos], -1)
+
+
 class PairFeaturizer:
     """Job x candidate match features, vectorized with sparse matrices (the same code offline and at serving)."""
 
     def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table):
-        self._job_row = {j: i for i, j in enumerate(jobs["job_id"].to_pylist())}
-        self._member_row = {m: i for i, m in enumerate(members["member_id"].to_pylist())}
-        self._project_job = dict(zip(projects["project_id"].to_pylist(), projects["job_id"].to_pylist()))
+        self._jobs = IdIndex(jobs["job_id"].to_numpy(), "job")
+        self._members = IdIndex(members["member_id"].to_numpy(), "member_id")
+        self._projects = IdIndex(projects["project_id"].to_numpy(), "project_id")
+        # job row of each project row (-1 where the project's job is unknown)
+        self._project_job_row = self._jobs.rows(projects["job_id"].to_numpy(), strict=False)
         skill_vocab: dict[str, int] = {}
         title_vocab: dict[str, int] = {}
         mats = {}
@@ -201,17 +220,13 @@ class PairFeaturizer:
         self.open_to_work = members["open_to_work"].to_numpy(zero_copy_only=False).astype(float)
 
     def job_rows(self, project_ids) -> np.ndarray:
-        try:
-            return np.fromiter((self._job_row[self._project_job[int(p)]] for p in project_ids), np.int64,
-                               len(project_ids))
-        except KeyError as e:
-            raise ValueError(f"project_id: unknown project or job {e.args[0]}") from None
+        rows = self._project_job_row[self._projects.rows(project_ids)]
+        if (rows < 0).any():
+            raise ValueError(f"project_id: the job of project {np.asarray(project_ids)[rows < 0][0]} is unknown")
+        return rows
 
     def member_rows(self, member_ids) -> np.ndarray:
-        try:
-            return np.fromiter((self._member_row[int(m)] for m in member_ids), np.int64, len(member_ids))
-        except KeyError as e:
-            raise ValueError(f"member_id: unknown member {e.args[0]}") from None
+        return self._members.rows(member_ids)
 
     def features(self, project_ids, member_ids) -> np.ndarray:
         """(n, len(PAIR_FEATURES)) for aligned arrays of project and member ids."""

@@ -14,7 +14,8 @@ import pyarrow as pa
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from jobmatch.hiring.dataset import PAIR_FEATURES, PairFeaturizer
+from jobmatch.game.model import Coordinate
+from jobmatch.hiring.dataset import PAIR_FEATURES, IdIndex, PairFeaturizer
 
 GLOBAL_FEATURES = PAIR_FEATURES
 
@@ -22,7 +23,9 @@ GLOBAL_FEATURES = PAIR_FEATURES
 class QAFeaturizer:
     def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table, rank: int = 6, seed: int = 0):
         self.pairs = PairFeaturizer(jobs, members, projects)
-        self._job_of = dict(zip(projects["project_id"].to_pylist(), projects["job_id"].to_pylist()))
+        self.project_of_job = dict(zip(projects["job_id"].to_pylist(), projects["project_id"].to_pylist()))
+        self._project_index = IdIndex(projects["project_id"].to_numpy(), "project_id")
+        self._project_job_ids = projects["job_id"].to_numpy()
         stacked = sp.vstack([self.pairs.member_skills, self.pairs.job_skills]).astype(np.float64)
         norms = np.sqrt(np.maximum(np.asarray(stacked.sum(axis=1)).ravel(), 1.0))
         stacked = sp.diags(1.0 / norms) @ stacked
@@ -47,7 +50,7 @@ class QAFeaturizer:
         pair = self.pairs.features(project_ids, member_ids)
         cols: dict[str, np.ndarray] = {
             "project_id": project_ids.astype(np.int64), "member_id": member_ids.astype(np.int64),
-            "job_id": np.fromiter((self._job_of[int(p)] for p in project_ids), np.int64, project_ids.size)}
+            "job_id": self._project_job_ids[self._project_index.rows(project_ids)].astype(np.int64)}
         cols.update({name: pair[:, i] for i, name in enumerate(GLOBAL_FEATURES)})
         job_emb = self._embed(self.pairs.job_skills[j])
         mem_emb = self._embed(self.pairs.member_skills[m])
@@ -59,3 +62,20 @@ class QAFeaturizer:
             cols[f"job_skill_{i}"] = job_emb[:, i]
             cols[f"member_skill_{i}"] = mem_emb[:, i]
         return cols
+
+
+def qa_coordinates(f: QAFeaturizer, l2_global: float = 1.0, l2_member: float = 2.0, l2_job: float = 2.0,
+                   min_samples: int = 2) -> list[Coordinate]:
+    """global on pair features; per-member on job features; per-job on member features."""
+    return [Coordinate("global", "fixed", tuple(GLOBAL_FEATURES), l2=l2_global),
+            Coordinate("member", "random", f.job_features, l2=l2_member, entity="member_id", min_samples=min_samples),
+            Coordinate("job", "random", f.member_features, l2=l2_job, entity="job_id", min_samples=min_samples)]
+
+
+def subset_rows(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in cols.items()}
+
+
+def label_keys(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """One int64 per (application, label): a label that changes counts as new."""
+    return (rows["project_id"] * (1 << 31) + rows["member_id"]) * 2 + rows["response"]
