@@ -1,20 +1,25 @@
-"""The main job on embedded defaults: simulate a marketplace -> ingest -> sessionize -> report -> hiring."""
+"""The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring ranker -> QA model."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from jobmatch.evaluate.hiring import evaluate_hiring
+from jobmatch.evaluate.qa import evaluate_qa
 from jobmatch.evaluate.marketplace import marketplace_stats, write_marketplace_report
 from jobmatch.events import EventLog, IngestError, read_batch
 from jobmatch.hiring.dataset import candidate_impressions
 from jobmatch.hiring.online import HirerPreferences
 from jobmatch.hiring.state import SQLiteProjectCounts
+from jobmatch.flows.qa import run_qa
 from jobmatch.hiring.terms import ProfileTerms
 from jobmatch.simulate import SimConfig, simulate, write_market
+from jobmatch.store import SQLiteStore
 from jobmatch.taxonomy import resolve_taxonomy
 
 Say = Callable[[str], None]
@@ -49,6 +54,7 @@ def run_main(out: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: Sa
     db = out / "events.duckdb"
     db.unlink(missing_ok=True)
     (out / "store.sqlite").unlink(missing_ok=True)
+    shutil.rmtree(out / "flows", ignore_errors=True)
     with EventLog(db) as log:
         counts = ingest_market(data, log, say)
         say("sessionize")
@@ -58,13 +64,29 @@ def run_main(out: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: Sa
         sessions = log.table("sessions")
         stats = marketplace_stats(events, sessions, log.table("feedback"))
     hiring = run_hiring(data, out, say)
+    qa = run_qa_step(data, out, cfg, say)
     preface = (f"Simulated with `--members {cfg.members} --days {cfg.days} --seed {cfg.seed} --taxonomy {taxonomy}`; "
                f"ingested {counts['events']:,} events and {counts['feedback']:,} hirer feedback events; "
                f"sessions split at {gap_minutes:g} idle minutes.\n\n"
                f"Hirer preferences (seed 003): candidate ranking NDCG@1 {hiring['ndcg@1']['without_online']:.3f} "
                f"without and {hiring['ndcg@1']['with_online']:.3f} with per-project online term weights; see "
-               "[hiring/report.md](hiring/report.md). Per-project counts are in `store.sqlite` for serving.")
+               "[hiring/report.md](hiring/report.md). Per-project counts are in `store.sqlite` for serving.\n\n"
+               f"Qualified Applicant (seed 001): test AUC GBDT {qa['auc']['gbdt']:.3f}, global "
+               f"{qa['auc']['global']:.3f}, +member {qa['auc']['global+member']:.3f}, +job "
+               f"{qa['auc']['global+member+job']:.3f}; see [qa/report.md](qa/report.md). The daily flow's model as of "
+               "the last day is published to `store.sqlite` (`qa/coefficients`).")
     return write_marketplace_report(stats, sessions, events, out, preface=preface)
+
+
+def run_qa_step(data: Path, out: Path, cfg: SimConfig, say: Say) -> dict:
+    """Evaluate the Qualified Applicant model, then run the daily flow once as of the period's last day."""
+    say("qa: evaluate")
+    metrics = evaluate_qa(data, out / "qa", say=lambda m: say(f"qa: {m}"))
+    say("qa: daily flow")
+    last_day = cfg.start + timedelta(days=cfg.days - 1)
+    with SQLiteStore(out / "store.sqlite") as store:
+        run_qa(data, out / "flows", store, last_day)
+    return metrics
 
 
 def run_hiring(data: Path, out: Path, say: Say) -> dict:
