@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from jobmatch.events import EventLog, read_batch, sessionize
 from jobmatch.events.log import _codes

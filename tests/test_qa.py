@@ -11,7 +11,7 @@ import pytest
 from jobmatch.flows.qa import COEFFICIENTS, QAFlowConfig, rollback, run_qa
 from jobmatch.game.model import GameModel
 from jobmatch.game.serving import QAScorer, TTLCache
-from jobmatch.labels import DAY_US, applications, collect_labels, positive_latency
+from jobmatch.labels import DAY_US, collect_labels, positive_latency
 from jobmatch.qa import QAFeaturizer
 from jobmatch.simulate import SimConfig, simulate, write_market
 from jobmatch.store import SQLiteStore

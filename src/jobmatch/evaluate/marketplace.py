@@ -145,7 +145,7 @@ def write_marketplace_report(stats: dict, sessions: pa.Table, events: pa.Table, 
     a, j = stats["applies_per_applicant"], stats["applicants_per_job"]
     lines = [f"# {title}", "", preface, "",
              "## Volume", "",
-             f"| events | members | sessions | never searched |", "|---|---|---|---|",
+             "| events | members | sessions | never searched |", "|---|---|---|---|",
              f"| {stats['events']:,} | {stats['members']:,} | {stats['sessions']:,} | "
              f"{stats['never_searched_share']:.1%} |", "",
              "## Seeds' regime", "",

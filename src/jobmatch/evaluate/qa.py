@@ -97,7 +97,7 @@ def evaluate_qa(data: str | Path, out: str | Path, seed: int = 0, say: Say | Non
     base = as_of(t0_day - 1)
     frozen = GameModel(coords, passes=3, seed=seed).fit(base)
     frozen_global = GameModel(coords[:1], passes=1, seed=seed).fit(base)
-    daily, seen, prev_rows = frozen, None, base
+    daily, prev_rows = frozen, base
     fresh = {"days": [], "auc_frozen": [], "auc_daily": [], "auc_global": []}
     inc_seconds = []
     for i, d in enumerate(horizon):

@@ -9,7 +9,6 @@ with a 0/1 response column, optional weight and offset columns, entity-id column
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import pyarrow as pa
 
 from jobmatch.evaluate.metrics import auc
 from jobmatch.game.solvers import fit_batched, fit_lbfgs, softplus
+from jobmatch.persist import read_meta, write_meta
 
 FORMAT_VERSION = 1
 Table = Union[pa.Table, Mapping[str, np.ndarray]]
@@ -202,13 +202,11 @@ class GameModel:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"class": type(self).__name__, "version": FORMAT_VERSION,
-                "params": {"coordinates": [asdict(c) for c in self.coordinates], "passes": self.passes,
+        write_meta(d / "model.json", type(self), FORMAT_VERSION,
+                   params={"coordinates": [asdict(c) for c in self.coordinates], "passes": self.passes,
                            "response": self.response, "weight": self.weight, "offset": self.offset,
                            "seed": self.seed},
-                "fitted": list(self.coordinates_), "best_auc": self.best_auc_,
-                "steps": [asdict(s) for s in self.steps_]}
-        (d / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+                   fitted=list(self.coordinates_), best_auc=self.best_auc_, steps=[asdict(s) for s in self.steps_])
         arrays = {}
         for name, m in self.coordinates_.items():
             arrays[f"{name}/entity_ids"] = m.entity_ids
@@ -220,10 +218,7 @@ class GameModel:
     @classmethod
     def load(cls, directory: str | Path) -> GameModel:
         d = Path(directory)
-        meta = json.loads((d / "model.json").read_text())
-        if meta.get("class") != cls.__name__ or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{d}: expected a {cls.__name__} v{FORMAT_VERSION} model, found "
-                             f"{meta.get('class')} v{meta.get('version')}")
+        meta = read_meta(d / "model.json", cls, FORMAT_VERSION)
         params = dict(meta["params"])
         params["coordinates"] = [Coordinate(**{**c, "features": tuple(c["features"])}) for c in params["coordinates"]]
         model = cls(**params)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
+
+from jobmatch.persist import read_meta, write_meta
 
 FORMAT_VERSION = 1
 
@@ -51,17 +52,13 @@ class CandidateRanker:
         self.booster_.save_model(d / "model.json")
         params = {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate", "min_child_weight",
                                                   "subsample", "seed", "n_threads")}
-        (d / "meta.json").write_text(json.dumps({"class": type(self).__name__, "version": FORMAT_VERSION,
-                                                 "params": params, "feature_names": self.feature_names_}, indent=2))
+        write_meta(d / "meta.json", type(self), FORMAT_VERSION, params=params, feature_names=self.feature_names_)
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> CandidateRanker:
         d = Path(directory)
-        meta = json.loads((d / "meta.json").read_text())
-        if meta.get("class") != cls.__name__ or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{d}: expected a {cls.__name__} v{FORMAT_VERSION} model, found "
-                             f"{meta.get('class')} v{meta.get('version')}")
+        meta = read_meta(d / "meta.json", cls, FORMAT_VERSION)
         model = cls(**meta["params"])
         model.booster_ = xgb.Booster(model_file=str(d / "model.json"))
         model.feature_names_ = meta["feature_names"]
