@@ -169,6 +169,29 @@ def run_qa_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of thi
     typer.echo(json.dumps(decision))
 
 
+@run_app.command("activity-embeddings")
+def run_activity_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
+                     data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/activity"),
+                     store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None,
+                     epochs: Annotated[int, typer.Option(help="training epochs of the learned aggregators")] = 3) -> None:
+    """Compute every registered activity embedding for members with new events and publish them."""
+    from datetime import datetime
+
+    from jobmatch.flows.activity import run_activity_embeddings
+
+    try:
+        day = datetime.fromisoformat(as_of)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date like 2026-01-20, got {as_of!r}", param_hint="--as-of") from None
+    with _progress(f"activity embeddings {as_of}"), _open(store or f"sqlite:{home / 'store.sqlite'}") as fs:
+        try:
+            result = run_activity_embeddings(data, home, fs, day, epochs=epochs)
+        except ValueError as e:
+            console.print(f"[red]{e}")
+            raise typer.Exit(2) from None
+    typer.echo(json.dumps(result))
+
+
 @run_app.command("main")
 def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
                  members: Members = 20_000, days: Days = 28, seed: Seed = 1,
@@ -194,6 +217,18 @@ def evaluate_hiring_cmd(data: DataDir, out: OutDir, seed: Seed = 0) -> None:
     n1 = metrics["ndcg@1"]
     console.print(f"NDCG@1 without online {n1['without_online']:.3f}, with online {n1['with_online']:.3f} "
                   f"-> {out / 'report.md'}")
+
+
+@evaluate_app.command("activity")
+def evaluate_activity_cmd(data: DataDir, out: OutDir, seed: Seed = 0,
+                          quick: Annotated[bool, typer.Option("--quick", help="small samples, one epoch")] = False
+                          ) -> None:
+    """Job recommendation with profile features vs each member activity embedding (seed 000)."""
+    from jobmatch.evaluate.activity import evaluate_activity
+
+    with _progress("evaluate activity") as say:
+        metrics = evaluate_activity(data, out, quick=quick, seed=seed, say=say)
+    console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["auc"].items()) + f" -> {out / 'report.md'}")
 
 
 @evaluate_app.command("qa")

@@ -66,9 +66,14 @@ class MeanAggregator(Aggregator):
         w = np.stack([(seqs.action == a) for a in ACTION_TYPES], axis=1).astype(np.float64)
         return w / np.maximum(w.sum(axis=2, keepdims=True), 1.0)
 
-    def transform(self, seqs: Sequences, job_emb: np.ndarray) -> np.ndarray:
-        emb, _ = gather(seqs, job_emb)
-        return np.einsum("nal,nld->nad", self.weights(seqs), emb).reshape(len(seqs), -1).astype(np.float32)
+    def transform(self, seqs: Sequences, job_emb: np.ndarray, batch: int = 8192) -> np.ndarray:
+        out = np.empty((len(seqs), len(ACTION_TYPES) * job_emb.shape[1]), np.float32)
+        for lo in range(0, len(seqs), batch):  # chunks keep the (n, SEQ_LEN, dim) gather small
+            part = seqs.take(np.arange(lo, min(lo + batch, len(seqs))))
+            emb, _ = gather(part, job_emb)
+            w = self.weights(part).astype(np.float32)
+            out[lo:lo + len(part)] = np.matmul(w, emb).reshape(len(part), -1)
+        return out
 
     def params(self) -> dict:
         return {}
