@@ -15,16 +15,25 @@ def jobmatch(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_main_job_writes_the_report(tmp_path):
     out = tmp_path / "run"
-    jobmatch("run", "main", "--out", str(out), "--members", "600", "--days", "10", "--seed", "4")
+    jobmatch("run", "main", "--out", str(out), "--members", "600", "--days", "21", "--seed", "4")
     report = (out / "report.md").read_text()
-    for heading in ("Seeds' regime", "Action and channel shares", "Sessions by length", "002 Figure 3"):
+    for heading in ("Seeds' regime", "Action and channel shares", "Sessions by length", "002 Figure 3",
+                    "hiring/report.md", "qa/report.md", "activity/report.md"):
         assert heading in report
+    from jobmatch.store import open_store
+
+    with open_store(f"sqlite:{out / 'store.sqlite'}") as fs:
+        assert {"qa/coefficients", "activity_embedding/mean-v1", "activity_embedding/learned-cnn-v1"} <= set(
+            fs.datasets())
     assert (out / "sessions_by_length.png").stat().st_size > 10_000
     stats = json.loads((out / "marketplace.json").read_text())
     assert stats["events"] > 0 and abs(sum(stats["action_share"].values()) - 1) < 1e-9
     assert sum(r["sessions"] for r in stats["by_session_length"]) == stats["sessions"]
     docs = jobmatch("documents", "0", "1", "--db", str(out / "events.duckdb")).stdout
     assert docs.startswith("# member 0")
+    short = subprocess.run([sys.executable, "-m", "jobmatch.cli", "run", "main", "--out", str(tmp_path / "s"),
+                            "--days", "7"], capture_output=True, text=True)
+    assert short.returncode == 2 and "days" in short.stderr
 
 
 @pytest.mark.parametrize("taxonomy", ["builtin", "onet"])

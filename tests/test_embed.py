@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanAggregator
-from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
+from jobmatch.embed.jobs import JobEncoder
 from jobmatch.embed.sequences import (APPLY, DISMISS, PAD, RAND_NEG, SAVE, SEQ_LEN, ProxyExamples, Sequences,
                                       action_log, add_random_negatives, member_sequences, proxy_examples)
 from jobmatch.evaluate.metrics import auc

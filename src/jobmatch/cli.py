@@ -196,12 +196,16 @@ def run_activity_cmd(as_of: Annotated[str, typer.Option(help="run as of the end 
 def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
                  members: Members = 20_000, days: Days = 28, seed: Seed = 1,
                  taxonomy: TaxonomyOpt = "builtin") -> None:
-    """The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring ranker."""
+    """The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring -> QA -> activity."""
     from jobmatch.flows.main import run_main
 
     start = time.perf_counter()
     with _progress("main") as say:
-        path = run_main(out, SimConfig(members=members, days=days, seed=seed), _taxonomy_spec(taxonomy), say)
+        try:
+            path = run_main(out, SimConfig(members=members, days=days, seed=seed), _taxonomy_spec(taxonomy), say)
+        except ValueError as e:
+            console.print(f"[red]{e}")
+            raise typer.Exit(2) from None
     console.print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
 
 

@@ -1,4 +1,4 @@
-"""The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring ranker -> QA model."""
+"""The main job on embedded defaults: simulate -> ingest -> sessionize -> report -> hiring -> QA -> activity."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from jobmatch.evaluate.activity import evaluate_activity
 from jobmatch.evaluate.hiring import evaluate_hiring
 from jobmatch.evaluate.qa import evaluate_qa
 from jobmatch.evaluate.marketplace import marketplace_stats, write_marketplace_report
@@ -16,6 +17,7 @@ from jobmatch.events import EventLog, IngestError, read_batch
 from jobmatch.hiring.dataset import candidate_impressions
 from jobmatch.hiring.online import HirerPreferences
 from jobmatch.hiring.state import SQLiteProjectCounts
+from jobmatch.flows.activity import run_activity_embeddings
 from jobmatch.flows.qa import run_qa
 from jobmatch.hiring.terms import ProfileTerms
 from jobmatch.simulate import SimConfig, simulate, write_market
@@ -25,6 +27,7 @@ from jobmatch.taxonomy import resolve_taxonomy
 Say = Callable[[str], None]
 ENTITIES = ("companies", "jobs", "members", "projects")
 BATCH = 5000
+MIN_DAYS = 21
 
 
 def ingest_market(data: Path, log: EventLog, say: Say) -> dict[str, int]:
@@ -44,6 +47,9 @@ def ingest_market(data: Path, log: EventLog, say: Say) -> dict[str, int]:
 def run_main(out: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: Say | None = None,
              gap_minutes: float = 30.0) -> Path:
     say = say or (lambda _m: None)
+    if cfg.days < MIN_DAYS:
+        raise ValueError(f"days: the main job's evaluations need at least {MIN_DAYS} days (a training and a test "
+                         f"week after two weeks of history), got {cfg.days}")
     out = Path(out)
     data = out / "data"
     say("load taxonomy")
@@ -65,6 +71,7 @@ def run_main(out: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: Sa
         stats = marketplace_stats(events, sessions, log.table("feedback"))
     hiring = run_hiring(data, out, say)
     qa = run_qa_step(data, out, cfg, say)
+    activity = run_activity_step(data, out, cfg, say)
     preface = (f"Simulated with `--members {cfg.members} --days {cfg.days} --seed {cfg.seed} --taxonomy {taxonomy}`; "
                f"ingested {counts['events']:,} events and {counts['feedback']:,} hirer feedback events; "
                f"sessions split at {gap_minutes:g} idle minutes.\n\n"
@@ -74,7 +81,11 @@ def run_main(out: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: Sa
                f"Qualified Applicant (seed 001): test AUC GBDT {qa['auc']['gbdt']:.3f}, global "
                f"{qa['auc']['global']:.3f}, +member {qa['auc']['global+member']:.3f}, +job "
                f"{qa['auc']['global+member+job']:.3f}; see [qa/report.md](qa/report.md). The daily flow's model as of "
-               "the last day is published to `store.sqlite` (`qa/coefficients`).")
+               "the last day is published to `store.sqlite` (`qa/coefficients`).\n\n"
+               "Member activity embeddings (seed 000): job recommendation AUC "
+               + ", ".join(f"{k} {v:.3f}" for k, v in activity["auc"].items())
+               + "; see [activity/report.md](activity/report.md). Every registered encoder's embeddings as of the last "
+               "day are published to `store.sqlite` (`activity_embedding/<encoder>-v1`).")
     return write_marketplace_report(stats, sessions, events, out, preface=preface)
 
 
@@ -86,6 +97,16 @@ def run_qa_step(data: Path, out: Path, cfg: SimConfig, say: Say) -> dict:
     last_day = cfg.start + timedelta(days=cfg.days - 1)
     with SQLiteStore(out / "store.sqlite") as store:
         run_qa(data, out / "flows", store, last_day)
+    return metrics
+
+
+def run_activity_step(data: Path, out: Path, cfg: SimConfig, say: Say) -> dict:
+    """Evaluate the activity embeddings, then run the inference flow once as of the period's last day."""
+    say("activity: evaluate")
+    metrics = evaluate_activity(data, out / "activity", say=lambda m: say(f"activity: {m}"))
+    say("activity: inference flow")
+    with SQLiteStore(out / "store.sqlite") as store:
+        run_activity_embeddings(data, out / "flows", store, cfg.start + timedelta(days=cfg.days - 1))
     return metrics
 
 

@@ -38,7 +38,9 @@ class QAFlowConfig:
 def publish(store: FeatureStore, model: GameModel, featurizer: QAFeaturizer, as_of: str) -> int:
     items: dict[str, object] = {"global": model.coordinates_["global"].coef[0]}
     for name, prefix in (("member", "m:"), ("job", "j:")):
-        m = model.coordinates_[name]
+        m = model.coordinates_.get(name)
+        if m is None:  # the best snapshot came before this coordinate was fit: it contributes nothing
+            continue
         items.update({f"{prefix}{e}": m.coef[i] for i, e in enumerate(m.entity_ids.tolist())})
     version = store.push(COEFFICIENTS, items)
     store.push(META, {"meta": {"coefficients_version": version, "as_of": as_of,
