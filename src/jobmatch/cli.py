@@ -147,26 +147,32 @@ def report(db: Db, out: Annotated[Path, typer.Option(help="report directory")]) 
     console.print(f"wrote {path}")
 
 
-@run_app.command("qa")
-def run_qa_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
-               data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/qa"),
-               store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None) -> None:
-    """Daily Qualified Applicant run: fresh labels, incremental retrain, quality gate, publish."""
+def _run_flow(title: str, flow, as_of: str, store_spec: str) -> None:
+    """Parse --as-of, open the store, run a dated flow and print its decision as JSON (exit 2 on bad input)."""
     from datetime import datetime
-
-    from jobmatch.flows.qa import run_qa
 
     try:
         day = datetime.fromisoformat(as_of)
     except ValueError:
         raise typer.BadParameter(f"expected a date like 2026-01-20, got {as_of!r}", param_hint="--as-of") from None
-    with _progress(f"qa {as_of}"), _open(store or f"sqlite:{home / 'store.sqlite'}") as fs:
+    with _progress(title), _open(store_spec) as fs:
         try:
-            decision = run_qa(data, home, fs, day)
+            result = flow(fs, day)
         except ValueError as e:
             console.print(f"[red]{e}")
             raise typer.Exit(2) from None
-    typer.echo(json.dumps(decision))
+    typer.echo(json.dumps(result))
+
+
+@run_app.command("qa")
+def run_qa_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
+               data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/qa"),
+               store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None) -> None:
+    """Daily Qualified Applicant run: fresh labels, incremental retrain, quality gate, publish."""
+    from jobmatch.flows.qa import run_qa
+
+    _run_flow(f"qa {as_of}", lambda fs, day: run_qa(data, home, fs, day), as_of,
+              store or f"sqlite:{home / 'store.sqlite'}")
 
 
 @run_app.command("activity-embeddings")
@@ -175,21 +181,11 @@ def run_activity_cmd(as_of: Annotated[str, typer.Option(help="run as of the end 
                      store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None,
                      epochs: Annotated[int, typer.Option(help="training epochs of the learned aggregators")] = 3) -> None:
     """Compute every registered activity embedding for members with new events and publish them."""
-    from datetime import datetime
-
     from jobmatch.flows.activity import run_activity_embeddings
 
-    try:
-        day = datetime.fromisoformat(as_of)
-    except ValueError:
-        raise typer.BadParameter(f"expected a date like 2026-01-20, got {as_of!r}", param_hint="--as-of") from None
-    with _progress(f"activity embeddings {as_of}"), _open(store or f"sqlite:{home / 'store.sqlite'}") as fs:
-        try:
-            result = run_activity_embeddings(data, home, fs, day, epochs=epochs)
-        except ValueError as e:
-            console.print(f"[red]{e}")
-            raise typer.Exit(2) from None
-    typer.echo(json.dumps(result))
+    _run_flow(f"activity embeddings {as_of}",
+              lambda fs, day: run_activity_embeddings(data, home, fs, day, epochs=epochs),
+              as_of, store or f"sqlite:{home / 'store.sqlite'}")
 
 
 @run_app.command("main")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from jobmatch.embed.aggregators import Aggregator, DecayAggregator, LearnedAggre
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
 from jobmatch.embed.sequences import (ACTION_CODE, DAY_US, PAD, SEQ_LEN, Sequences, action_log, add_random_negatives,
                                       member_sequences, proxy_examples)
+from jobmatch.flows.state import FlowState, day_end_us
 from jobmatch.store import FeatureStore
 
 LOADERS = {"mean": MeanAggregator, "decay": DecayAggregator, "learned-cnn": LearnedAggregator,
@@ -85,13 +86,10 @@ def run_activity_embeddings(data: str | Path, home: str | Path, store: FeatureSt
                             epochs: int = 3, seed: int = 0) -> dict:
     """One scheduled run as of the end of `as_of` (UTC)."""
     data, act_home = Path(data), Path(home) / "activity"
-    act_home.mkdir(parents=True, exist_ok=True)
-    state_path = act_home / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    as_of = as_of.astimezone(timezone.utc) if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
-    cutoff = int((as_of + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e6)
-    if state.get("cutoff") and cutoff <= state["cutoff"]:
-        raise ValueError(f"as_of: {as_of.date()} is not after the last run")
+    flow = FlowState(act_home)
+    state = flow.data
+    as_of, cutoff = day_end_us(as_of)
+    day = flow.check_after(as_of)
     tables = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "companies")}
     if (act_home / "models" / "aggregators.json").exists():
         models = EmbeddingModels.load(act_home / "models")
@@ -113,12 +111,11 @@ def run_activity_embeddings(data: str | Path, home: str | Path, store: FeatureSt
             published[dataset_name(agg)] = store.current_version(dataset_name(agg))
         else:
             published[dataset_name(agg)] = store.push(dataset_name(agg), items)
-    state.update(cutoff=cutoff, as_of=as_of.date().isoformat())
-    state.setdefault("runs", []).append({"as_of": state["as_of"], "members": len(keys),
-                                         "mode": "incremental" if since else "full"})
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
-    return {"as_of": state["as_of"], "members": len(keys), "mode": "incremental" if since else "full",
-            "datasets": published}
+    run = {"as_of": day, "members": len(keys), "mode": "incremental" if since else "full"}
+    state.update(cutoff=cutoff, last_as_of=day)
+    state.setdefault("runs", []).append(run)
+    flow.save()
+    return {**run, "datasets": published}
 
 
 class RealtimeActivity:

@@ -9,9 +9,8 @@ puts the previous version back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from jobmatch.evaluate.metrics import auc
 from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, applications, collect_labels
 from jobmatch.qa import QAFeaturizer, label_keys, qa_coordinates, subset_rows
+from jobmatch.flows.state import FlowState, day_end_us
 from jobmatch.store import FeatureStore
 
 COEFFICIENTS, META = "qa/coefficients", "qa/meta"
@@ -60,14 +60,10 @@ def run_qa(data: str | Path, home: str | Path, store: FeatureStore, as_of: datet
            cfg: QAFlowConfig = QAFlowConfig()) -> dict:
     """One daily run as of the end of `as_of` (UTC). Returns what it decided and why."""
     data, qa_home = Path(data), Path(home) / "qa"
-    qa_home.mkdir(parents=True, exist_ok=True)
-    state_path = qa_home / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    as_of = as_of.astimezone(timezone.utc) if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
-    cutoff = int((as_of + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e6)
-    tag = as_of.date().isoformat()
-    if state.get("last_as_of") and tag <= state["last_as_of"]:
-        raise ValueError(f"as_of: {tag} is not after the last run ({state['last_as_of']})")
+    flow = FlowState(qa_home)
+    state = flow.data
+    as_of, cutoff = day_end_us(as_of)
+    tag = flow.check_after(as_of)
 
     t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "feedback", "jobs", "members", "projects")}
     featurizer = QAFeaturizer(t["jobs"], t["members"], t["projects"], seed=cfg.seed)
@@ -115,5 +111,5 @@ def run_qa(data: str | Path, home: str | Path, store: FeatureStore, as_of: datet
                               f"model's {old_auc:.4f}; keeping version {store.current_version(COEFFICIENTS)}")
     state["last_as_of"] = tag
     state.setdefault("runs", []).append(decision)
-    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    flow.save()
     return decision
