@@ -1,0 +1,1 @@
+"""User intent (002): BPE tokenizer, BERT MLM pre-training, user-activity vectors."""

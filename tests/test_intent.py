@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from jobmatch.intent.bert import BertSize, PretrainParams, build_model, chunks, pretrain, user_vectors
+from jobmatch.intent.masking import IGNORE, mask_instance, session_pairs
+from jobmatch.intent.tokenizer import ACTIONS, ActivityTokenizer
+
+CORPUS = [
+    "JOB_SEARCH registered nurse VIEW c_harborpoint_health staff nurse APPLY c_harborpoint_health staff nurse *",
+    "VIEW c_northwind_labs software engineer SAVE c_northwind_labs backend engineer DISMISS c_apex_co line cook",
+    "JOB_SEARCH data scientist VIEW c_summitpath_capital quantitative analyst APPLY c_summitpath_capital data analyst *",
+    "JOB_SEARCH remote software engineer VIEW c_bluegate_systems full stack developer APPLY c_bluegate_systems "
+    "full stack developer *",
+] * 30
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return ActivityTokenizer.train(CORPUS, vocab_size=300, min_frequency=1)
+
+
+def test_action_tokens_are_whole_and_never_masked(tok):
+    for a in ACTIONS:
+        enc = tok.encode(f"{a} c_northwind_labs engineer")
+        assert enc.ids[0] == tok.tok.token_to_id(a) and enc.ids[0] in tok.action_ids
+    rng = np.random.default_rng(0)
+    inst = session_pairs(tok, CORPUS[:2], 128)[0]
+    for _ in range(200):
+        ids, labels = mask_instance(inst, tok, rng, prob=0.5, selective=True)
+        masked = labels != IGNORE
+        assert not np.isin(inst.ids[masked], tok.action_ids).any()
+    unselective = [mask_instance(inst, tok, rng, prob=0.5, selective=False)[1] for _ in range(50)]
+    assert any(np.isin(inst.ids[lab != IGNORE], tok.action_ids).any() for lab in unselective)
+
+
+def test_whole_word_masking_masks_every_sub_token():
+    tok = ActivityTokenizer.train(CORPUS, vocab_size=80, min_frequency=1)  # small: words split into pieces
+    rng = np.random.default_rng(1)
+    inst = session_pairs(tok, CORPUS[:2], 128)[0]
+    multi = [w for w in np.unique(inst.word_ids[inst.word_ids >= 0]) if (inst.word_ids == w).sum() > 1]
+    assert multi, "the corpus should have words split into several sub-tokens"
+    for _ in range(100):
+        _, labels = mask_instance(inst, tok, rng, prob=0.3)
+        for w in np.unique(inst.word_ids[labels != IGNORE]):
+            assert (labels[inst.word_ids == w] != IGNORE).all()
+
+
+def test_mlm_loss_falls_on_a_tiny_corpus(tok, tmp_path):
+    instances = session_pairs(tok, CORPUS, 64)
+    model = build_model(tok.vocab_size, BertSize(layers=2, hidden=32, heads=2, max_len=64))
+    losses = pretrain(model, tok, instances, PretrainParams(epochs=4, batch_size=8, lr=3e-3, dupe_factor=2),
+                      checkpoint=tmp_path / "ckpt")
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    assert (tmp_path / "ckpt" / "model.safetensors").exists()
+    # resuming a finished run trains nothing more and keeps the history
+    again = build_model(tok.vocab_size, BertSize(layers=2, hidden=32, heads=2, max_len=64))
+    resumed = pretrain(again, tok, instances, PretrainParams(epochs=4, batch_size=8, lr=3e-3, dupe_factor=2),
+                       checkpoint=tmp_path / "ckpt")
+    assert resumed == losses
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_user_vector_is_4h_and_independent_of_padding(tok):
+    size = BertSize(layers=4, hidden=32, heads=2, max_len=64)
+    model = build_model(tok.vocab_size, size)
+    docs = [CORPUS[:1], CORPUS[:6], CORPUS[2:3]]
+    together = user_vectors(model, tok, docs, chunk_len=64)  # batched with others -> padded
+    assert together.shape == (3, 4 * size.hidden)
+    for i, d in enumerate(docs):
+        alone = user_vectors(model, tok, [d], chunk_len=64)  # no padding at all for one chunk
+        np.testing.assert_allclose(alone[0], together[i], rtol=1e-4, atol=1e-5)
+    assert len(chunks(tok, CORPUS[:40], 64, n_chunks=5)) == 5  # only the recent 5 chunks
