@@ -72,3 +72,27 @@ def test_user_vector_is_4h_and_independent_of_padding(tok):
         alone = user_vectors(model, tok, [d], chunk_len=64)  # no padding at all for one chunk
         np.testing.assert_allclose(alone[0], together[i], rtol=1e-4, atol=1e-5)
     assert len(chunks(tok, CORPUS[:40], 64, n_chunks=5)) == 5  # only the recent 5 chunks
+
+
+def test_evaluate_intent_quick_contract(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from jobmatch.simulate import SimConfig, simulate, write_market
+    from jobmatch.taxonomy import builtin_taxonomy
+
+    cfg = SimConfig(members=800, days=14, seed=12)
+    data = write_market(simulate(builtin_taxonomy(), cfg), tmp_path / "data", cfg, "builtin")
+    r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "intent", "--data", str(data), "--out",
+                        str(tmp_path / "e"), "--quick"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    variants = ["fasttext+e2e", "bert+e2e", "fasttext+slice", "bert_pt+slice", "bert_ft+slice"]
+    keys = ["p@1", "p@3", "p@5", "sim@1", "sim@3", "sim@5", "coverage"]
+    assert list(m) == ["D1", "D2"]
+    for d in m.values():
+        assert list(d) == variants and all(list(v) == keys for v in d.values())
+        assert all(0 <= v[k] <= 1 for v in d.values() for k in keys)
+    # a learned suggester beats the base rate: fastText + Slice P@1 on D2 well above 1 / labels
+    assert m["D2"]["fasttext+slice"]["p@1"] > 0.1

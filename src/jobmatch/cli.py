@@ -231,6 +231,18 @@ def evaluate_activity_cmd(data: DataDir, out: OutDir, seed: Seed = 0,
     console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["auc"].items()) + f" -> {out / 'report.md'}")
 
 
+@evaluate_app.command("intent")
+def evaluate_intent_cmd(data: DataDir, out: OutDir, seed: Seed = 0,
+                        quick: Annotated[bool, typer.Option("--quick", help="1,500 members, tiny models")] = False
+                        ) -> None:
+    """Query suggestions from user vectors: fastText / BERT with e2e and Slice classifiers (seed 002)."""
+    from jobmatch.evaluate.intent import evaluate_intent
+
+    with _progress("evaluate intent") as say:
+        evaluate_intent(data, out, quick=quick, seed=seed, say=say)
+    console.print(f"-> {out / 'report.md'}")
+
+
 @evaluate_app.command("qa")
 def evaluate_qa_cmd(data: DataDir, out: OutDir, seed: Seed = 0) -> None:
     """Qualified Applicant: GBDT vs global vs +per-member vs +per-job, freshness, label latency (seed 001)."""

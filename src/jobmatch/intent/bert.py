@@ -133,30 +133,34 @@ def chunks(tok: ActivityTokenizer, sessions: list[str], chunk_len: int, n_chunks
     return out[::-1] or [[tok.cls_id, tok.sep_id]]
 
 
+def pool_chunks(model: BertForMaskedLM, chunk_ids: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Per chunk, the mean token embedding (padding excluded) of each of the last 4 layers, concatenated."""
+    if model.config.num_hidden_layers < 4:
+        raise ValueError(f"model: the user vector pools the last 4 layers; this model has "
+                         f"{model.config.num_hidden_layers}")
+    device = next(model.parameters()).device
+    width = max(len(c) for c in chunk_ids)
+    ids = torch.full((len(chunk_ids), width), pad_id, dtype=torch.long)
+    for i, c in enumerate(chunk_ids):
+        ids[i, :len(c)] = torch.tensor(c)
+    mask = (ids != pad_id).long().to(device)
+    states = model.bert(input_ids=ids.to(device), attention_mask=mask, output_hidden_states=True).hidden_states
+    m = mask.unsqueeze(-1).float()
+    return torch.cat([(h * m).sum(1) / m.sum(1) for h in states[-4:]], dim=1)
+
+
 @torch.no_grad()
 def user_vectors(model: BertForMaskedLM, tok: ActivityTokenizer, documents: list[list[str]], chunk_len: int,
                  n_chunks: int = 5, batch_size: int = 64) -> np.ndarray:
-    """Per user: for each of the recent chunks, the mean token embedding of each of the last 4 layers,
-    concatenated (4 x hidden); then the mean over the chunks."""
+    """Per user: the pooled vector (4 x hidden) of each of the recent `n_chunks` chunks, averaged."""
     model.eval()
-    device = next(model.parameters()).device
     all_chunks, owner = [], []
     for u, doc in enumerate(documents):
         for c in chunks(tok, doc, chunk_len, n_chunks):
             all_chunks.append(c)
             owner.append(u)
-    hidden = model.config.hidden_size
-    out = np.zeros((len(documents), 4 * hidden))
-    counts = np.bincount(owner, minlength=len(documents))
+    out = np.zeros((len(documents), 4 * model.config.hidden_size))
     for s in range(0, len(all_chunks), batch_size):
-        part = all_chunks[s:s + batch_size]
-        width = max(len(c) for c in part)
-        ids = torch.full((len(part), width), tok.pad_id, dtype=torch.long)
-        for i, c in enumerate(part):
-            ids[i, :len(c)] = torch.tensor(c)
-        mask = (ids != tok.pad_id).long().to(device)
-        states = model.bert(input_ids=ids.to(device), attention_mask=mask, output_hidden_states=True).hidden_states
-        m = mask.unsqueeze(-1).float()
-        pooled = torch.cat([(h * m).sum(1) / m.sum(1) for h in states[-4:]], dim=1).cpu().numpy()
+        pooled = pool_chunks(model, all_chunks[s:s + batch_size], tok.pad_id).cpu().numpy()
         np.add.at(out, np.array(owner[s:s + batch_size]), pooled)
-    return (out / counts[:, None]).astype(np.float32)
+    return (out / np.bincount(owner, minlength=len(documents))[:, None]).astype(np.float32)
