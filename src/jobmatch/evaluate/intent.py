@@ -112,6 +112,7 @@ def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed
     ent = entity_vectors(ft, xml.label_names)
     slice_params = SliceParams(shortlist=50 if quick else 100, ef_search=100 if quick else 300, M=32)
     metrics: dict = {}
+    suggesters: dict = {}
     for name, labels in (("D1", xml.labels_d1), ("D2", xml.labels_d2)):
         say(f"{name}: classifiers")
         has = np.array([len(ls) > 0 for ls in labels])
@@ -133,6 +134,8 @@ def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed
                                  ("bert_ft+slice", u_ft)):
             model = Slice(slice_params).fit(vectors[tr], Ytr, L)
             preds[variant] = model.predict(vectors[te], min(TOP, L))[0]
+            if name == "D2":
+                suggesters[variant] = (model, vectors)
         metrics[name] = {v: {"p@1": precision_at_k(preds[v], truth, 1), "p@3": precision_at_k(preds[v], truth, 3),
                              "p@5": precision_at_k(preds[v], truth, 5),
                              "sim@1": semantic_similarity_at_k(preds[v], truth, ent, 1),
@@ -140,12 +143,23 @@ def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed
                              "sim@5": semantic_similarity_at_k(preds[v], truth, ent, 5),
                              "coverage": coverage(preds[v], L, TOP)} for v in VARIANTS}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # Table 4 / D3 analogs: held-out members' documents next to their top-5 suggestions
+    searched = {d.member_id: d.searched for d in docs}
+    test_rows = np.flatnonzero(test)
+    samples = [i for i in test_rows if searched[int(xml.member_id[i])]][:1] + \
+        [i for i in test_rows if not searched[int(xml.member_id[i])]][:3]
+    examples = []
+    for i in samples:
+        sugg = {v: [xml.label_names[k] for k in m.predict(vec[i:i + 1], 5)[0][0]] for v, (m, vec) in
+                suggesters.items() if v in ("fasttext+slice", "bert_ft+slice")}
+        examples.append({"member_id": int(xml.member_id[i]), "searched": searched[int(xml.member_id[i])],
+                         "document": xml.context[i][-3:], "suggestions": sugg})
     _report(metrics, out, {"members": int(xml.member_id.size), "test_members": int(test.sum()), "labels": L,
-                           "quick": quick})
+                           "quick": quick}, examples)
     return metrics
 
 
-def _report(metrics: dict, out: Path, info: dict) -> None:
+def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
     lines = ["# User intent: query suggestions (seed 002, Table 3 analog)", "",
              f"{info['members']:,} members with at least two sessions ({info['test_members']:,} held out), "
              f"{info['labels']:,} labels (most frequent queries and applied titles).", ""]
@@ -164,4 +178,11 @@ def _report(metrics: dict, out: Path, info: dict) -> None:
                   f"**{'holds' if bert_best > ft_best else 'does not hold'}** ({bert_best:.3f} vs {ft_best:.3f}); "
                   f"Slice has higher coverage than e2e — **{'holds' if slice_cov > e2e_cov else 'does not hold'}** "
                   f"(lowest Slice {slice_cov:.3f} vs highest e2e {e2e_cov:.3f}).", ""]
+    for ex in examples:
+        kind = "Table 4 analog" if ex["searched"] else "D3: a member who never searched"
+        lines += [f"## {kind} — member {ex['member_id']}", "", "Last sessions of the context:", ""]
+        lines += [f"> {s[:400]}" for s in ex["document"]]
+        lines += ["", "| model | top-5 suggestions |", "|---|---|"]
+        lines += [f"| {v} | {', '.join(s)} |" for v, s in ex["suggestions"].items()]
+        lines.append("")
     (out / "report.md").write_text("\n".join(lines) + "\n")
