@@ -96,3 +96,29 @@ def test_evaluate_intent_quick_contract(tmp_path):
         assert all(0 <= v[k] <= 1 for v in d.values() for k in keys)
     # a learned suggester beats the base rate: fastText + Slice P@1 on D2 well above 1 / labels
     assert m["D2"]["fasttext+slice"]["p@1"] > 0.1
+
+
+def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    from jobmatch.flows.intent import SUGGESTIONS, VECTORS, run_intent
+    from jobmatch.simulate import SimConfig, simulate, write_market
+    from jobmatch.store import SQLiteStore
+    from jobmatch.taxonomy import builtin_taxonomy
+
+    cfg = SimConfig(members=500, days=10, seed=13)
+    data = write_market(simulate(builtin_taxonomy(), cfg), tmp_path / "data", cfg, "builtin")
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    first = run_intent(data, tmp_path, store, datetime(2026, 1, 12), top_k=5, quick=True)
+    assert first["trained"] and first["members"] > 100 and store.current_version(SUGGESTIONS) == 1
+    second = run_intent(data, tmp_path, store, datetime(2026, 1, 14), top_k=5, quick=True)
+    assert not second["trained"] and store.current_version(VECTORS) == 2
+    member = next(k for k in ("0", "1", "2", "3", "4", "5") if store.get_one(SUGGESTIONS, k) is not None)
+    vector = store.get_one(VECTORS, member)
+    assert vector.shape == (4 * 32,)
+    store.close()
+    out = subprocess.run([sys.executable, "-m", "jobmatch.cli", "suggest", member, "--store",
+                          f"sqlite:{tmp_path / 'store.sqlite'}"], capture_output=True, text=True)
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 5

@@ -188,6 +188,34 @@ def run_activity_cmd(as_of: Annotated[str, typer.Option(help="run as of the end 
               as_of, store or f"sqlite:{home / 'store.sqlite'}")
 
 
+@run_app.command("intent")
+def run_intent_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
+                   data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/intent"),
+                   store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None,
+                   quick: Annotated[bool, typer.Option("--quick", help="tiny models (for trying it out)")] = False
+                   ) -> None:
+    """Daily user-intent run: user vectors and query suggestions for every active member, published versioned."""
+    from jobmatch.flows.intent import run_intent
+
+    _run_flow(f"intent {as_of}", lambda fs, day: run_intent(data, home, fs, day, quick=quick), as_of,
+              store or f"sqlite:{home / 'store.sqlite'}")
+
+
+@app.command()
+def suggest(member_id: Annotated[int, typer.Argument(help="member id")],
+            store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None) -> None:
+    """Print a member's suggested job searches (published by `jobmatch run intent`)."""
+    from jobmatch.flows.intent import SUGGESTIONS
+
+    with _open(store) as fs:
+        found = fs.get_one(SUGGESTIONS, str(member_id))
+    if found is None:
+        console.print(f"[red]member_id: no suggestions for member {member_id}")
+        raise typer.Exit(2)
+    for s in found:
+        typer.echo(f"{s['score']:.3f}\t{s['query']}")
+
+
 @run_app.command("main")
 def run_main_cmd(out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/main"),
                  members: Members = 20_000, days: Days = 28, seed: Seed = 1,
