@@ -49,6 +49,15 @@ def label_vectors(X: np.ndarray, Y: list[list[int]], n_labels: int) -> np.ndarra
     return _unit(sums)
 
 
+def _linear_lbfgs(n_labels: int, dim: int, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, torch.optim.LBFGS]:
+    """Zero-initialized per-label weights and biases with a full-batch L-BFGS over them."""
+    w = torch.zeros((n_labels, dim), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_labels, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+                            history_size=20, line_search_fn="strong_wolfe")
+    return w, b, opt
+
+
 def fit_one_vs_all(X: np.ndarray, pairs_point: np.ndarray, pairs_label: np.ndarray, target: np.ndarray,
                    n_labels: int, l2: float, max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-label logistic regressions on (point, label, 0/1) pairs; each label's loss is its mean over its pairs."""
@@ -58,10 +67,7 @@ def fit_one_vs_all(X: np.ndarray, pairs_point: np.ndarray, pairs_label: np.ndarr
     lab = torch.from_numpy(pairs_label)
     y = torch.from_numpy(target.astype(np.float64))
     per_label = torch.bincount(lab, minlength=n_labels).clamp(min=1).double()
-    w = torch.zeros((n_labels, X.shape[1]), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n_labels, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
+    w, b, opt = _linear_lbfgs(n_labels, X.shape[1], max_iter)
 
     def closure():
         opt.zero_grad()
@@ -150,10 +156,7 @@ def exact_one_vs_all(X: np.ndarray, Y: list[list[int]], n_labels: int, l2: float
     target = torch.zeros((len(Y), n_labels), dtype=torch.float64)
     for i, y in enumerate(Y):
         target[i, list(y)] = 1.0
-    w = torch.zeros((n_labels, X.shape[1]), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n_labels, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
+    w, b, opt = _linear_lbfgs(n_labels, X.shape[1], max_iter)
 
     def closure():
         opt.zero_grad()
