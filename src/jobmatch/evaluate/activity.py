@@ -25,7 +25,8 @@ from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
 from jobmatch.embed.sequences import (DAY_US, POSITIVE, action_log, add_random_negatives, member_sequences,
                                      proxy_examples)
 from jobmatch.evaluate.metrics import auc, ndcg_by_entity
-from jobmatch.hiring.dataset import PairFeaturizer
+from jobmatch.evaluate import fmt
+from jobmatch.hiring.dataset import IdIndex, PairFeaturizer
 
 VARIANTS = ("profile", "mean", "decay", "learned-cnn", "learned-transformer")
 DECAY_GRID = (0.5, 0.7, 0.85, 0.95)
@@ -140,14 +141,11 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
     def embed(agg, c: dict, as_of: int) -> np.ndarray:
         seqs = member_sequences(log, as_of, members=np.unique(c["member_id"]))
         vec = agg.transform(seqs, job_emb)
-        pos = np.searchsorted(seqs.member_id, c["member_id"])
-        found = (pos < seqs.member_id.size) & (seqs.member_id[np.minimum(pos, max(seqs.member_id.size - 1, 0))]
-                                                == c["member_id"]) if seqs.member_id.size else np.zeros(
-            c["member_id"].size, bool)
-        vectors = np.where(found[:, None], vec[np.minimum(pos, max(vec.shape[0] - 1, 0))], 0.0) if vec.size else \
-            np.zeros((c["member_id"].size, getattr(agg, "dim", 3 * job_emb.shape[1])))
-        parts = vectors.shape[1] // job_emb.shape[1]
-        return _member_features(vectors, found, c["job_vec"], parts)
+        rows = IdIndex(seqs.member_id, "member_id").rows(c["member_id"], strict=False)
+        found = rows >= 0
+        vectors = np.zeros((rows.size, vec.shape[1]))  # members without activity: zeros
+        vectors[found] = vec[rows[found]]
+        return _member_features(vectors, found, c["job_vec"], vec.shape[1] // job_emb.shape[1])
 
     rounds = 60 if quick else 200
 
@@ -166,7 +164,7 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
     aggregators["decay"] = DecayAggregator(best_r)
 
     say("recommenders")
-    scores, dims = {}, {}
+    scores = {}
     for name in VARIANTS:
         if name == "profile":
             Xtr, Xte = train["profile"], test["profile"]
@@ -174,7 +172,6 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
             agg = aggregators[name]
             Xtr = np.column_stack([train["profile"], embed(agg, train, train_from)])
             Xte = np.column_stack([test["profile"], embed(agg, test, test_from)])
-            dims[name] = Xtr.shape[1] - train["profile"].shape[1]
         scores[name] = fit_score(Xtr, Xte)
 
     truth = pq.read_table(data / "truth" / "members.parquet", columns=["member_id", "drift_at"]) \
@@ -232,7 +229,6 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
     auc_ = metrics["auc"]
     order = ["profile", "mean", "decay", max(("learned-cnn", "learned-transformer"), key=lambda v: auc_[v])]
     holds = all(auc_[order[i]] < auc_[order[i + 1]] for i in range(3))
-    fmt = lambda v: f"{v:.4f}" if v is not None else "–"  # noqa: E731
     lines = ["# Member activity embeddings (seed 000)", "",
              f"A GBDT job recommender on impressions (label: applied or saved), trained on "
              f"{details['rows']['train']:,} impressions of the week before the test week and tested on "
@@ -240,7 +236,7 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
              f"members whose intent drifted in those two weeks). Decay rate r = {details['decay_r']} by grid search.", "",
              "| variant | AUC | NDCG@10 | AUC, drifted members | bytes / member |", "|---|---|---|---|---|"]
     for v in VARIANTS:
-        lines.append(f"| {v} | {fmt(auc_[v])} | {fmt(metrics['ndcg@10'][v])} | {fmt(metrics['auc_drift_members'][v])} |"
+        lines.append(f"| {v} | {fmt(auc_[v], 4)} | {fmt(metrics['ndcg@10'][v], 4)} | {fmt(metrics['auc_drift_members'][v], 4)} |"
                      f" {metrics['bytes_per_member'].get(v, '–')} |")
     lines += ["", f"000's ordering profile < mean < decay < best learned on AUC: **{'holds' if holds else 'does not hold'}**"
               f" ({' < '.join(f'{v} {auc_[v]:.4f}' for v in order)}).", "",

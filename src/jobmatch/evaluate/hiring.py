@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobmatch.evaluate import fmt
 from jobmatch.evaluate.metrics import ndcg_by_entity
 from jobmatch.hiring.dataset import build_dataset
 from jobmatch.hiring.ranker import CandidateRanker
@@ -128,10 +129,6 @@ def _true_preference(data: Path, rows: pa.Table) -> np.ndarray | None:
     return np.array(out)
 
 
-def _fmt(v: float | None) -> str:
-    return f"{v:.3f}" if v is not None else "–"
-
-
 def _report(metrics: dict, details: dict, out: Path) -> None:
     import matplotlib
 
@@ -199,7 +196,7 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
     spans = [f"{lo}–{hi - 1}" for lo, hi in zip(events[:-1], events[1:])] + [f"{events[-1]}+"]
     for span, n, v1, v0 in zip(spans, details["learning_curve_requests"], metrics["learning_curve"]["ndcg@1"],
                                details["learning_curve_without_online"]):
-        lines.append(f"| {span} | {n:,} | {_fmt(v1)} | {_fmt(v0)} |")
+        lines.append(f"| {span} | {n:,} | {fmt(v1)} | {fmt(v0)} |")
     lines += ["", "## Top 10 features", "", "| feature | share of gain |", "|---|---|"]
     lines += [f"| `{f}` | {details['importance'][f]:.3f} |" for f in metrics["top10_features"]]
     lines += ["", "![ranking, learning curve and importance](hiring.png)", "",

@@ -70,13 +70,18 @@ class HirerPreferences:
             raise ValueError(f"project_id: unknown project {project_id}")
         return int(project_id)
 
-    def _terms(self, member_id: int) -> np.ndarray:
-        return self.terms.terms_of(member_id).astype(np.int64)
+    def _resolve(self, project_id: int, member_id: int, channel: str) -> tuple[int, int, np.ndarray]:
+        """(project, channel index, the member's term indices), each validated."""
+        return (self._check_project(project_id), _index(channel, CHANNELS, "channel"),
+                self.terms.terms_of(member_id).astype(np.int64))
+
+    @staticmethod
+    def _shown(p: int, member_id: int, s: int, terms: np.ndarray) -> tuple[int, str, list[int]]:
+        return p, f"i:{member_id}:{s}", [code(N_SHOWN, s), *code(N_TERM_SHOWN, s, 0, terms).tolist()]
 
     def _impression_update(self, project_id: int, member_id: int, channel: str) -> tuple[int, str, list[int]]:
-        p, s = self._check_project(project_id), _index(channel, CHANNELS, "channel")
-        terms = self._terms(member_id)
-        return p, f"i:{member_id}:{s}", [code(N_SHOWN, s), *code(N_TERM_SHOWN, s, 0, terms).tolist()]
+        p, s, terms = self._resolve(project_id, member_id, channel)
+        return self._shown(p, member_id, s, terms)
 
     def observe_impression(self, project_id: int, member_id: int, channel: str) -> bool:
         """A candidate was shown to the project's hirer in `channel`; counted once per (candidate, channel)."""
@@ -88,11 +93,10 @@ class HirerPreferences:
 
     def _feedback_updates(self, project_id: int, member_id: int, channel: str,
                           feedback: str) -> list[tuple[int, str, list[int]]]:
-        p = self._check_project(project_id)
+        p, s, terms = self._resolve(project_id, member_id, channel)
         r = _index(feedback, RATINGS, "feedback")
-        shown = self._impression_update(p, member_id, channel)
-        s, terms = CHANNELS.index(channel), self._terms(member_id)
-        return [shown, (p, f"f:{member_id}:{s}:{r}", [code(C_RATED, s, r), *code(C_TERM_RATED, s, r, terms).tolist()])]
+        return [self._shown(p, member_id, s, terms),
+                (p, f"f:{member_id}:{s}:{r}", [code(C_RATED, s, r), *code(C_TERM_RATED, s, r, terms).tolist()])]
 
     def observe_feedback(self, project_id: int, member_id: int, channel: str, feedback: str) -> bool:
         """A rating; counted once per (candidate, channel, rating). A rated candidate was also shown."""
