@@ -96,6 +96,9 @@ def test_evaluate_intent_quick_contract(tmp_path):
         assert all(0 <= v[k] <= 1 for v in d.values() for k in keys)
     # a learned suggester beats the base rate: fastText + Slice P@1 on D2 well above 1 / labels
     assert m["D2"]["fasttext+slice"]["p@1"] > 0.1
+    bad = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "intent", "--data", str(data), "--out",
+                          str(tmp_path / "e"), "--size", "huge"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--size" in bad.stderr and "'huge'" in bad.stderr
 
 
 def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
@@ -104,6 +107,7 @@ def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
     from datetime import datetime
 
     from jobmatch.flows.intent import SUGGESTIONS, VECTORS, run_intent
+    from jobmatch.intent.config import IntentConfig
     from jobmatch.simulate import SimConfig, simulate, write_market
     from jobmatch.store import SQLiteStore
     from jobmatch.taxonomy import builtin_taxonomy
@@ -111,9 +115,9 @@ def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
     cfg = SimConfig(members=500, days=10, seed=13)
     data = write_market(simulate(builtin_taxonomy(), cfg), tmp_path / "data", cfg, "builtin")
     store = SQLiteStore(tmp_path / "store.sqlite")
-    first = run_intent(data, tmp_path, store, datetime(2026, 1, 12), top_k=5, quick=True)
+    first = run_intent(data, tmp_path, store, datetime(2026, 1, 12), top_k=5, config=IntentConfig.quick())
     assert first["trained"] and first["members"] > 100 and store.current_version(SUGGESTIONS) == 1
-    second = run_intent(data, tmp_path, store, datetime(2026, 1, 14), top_k=5, quick=True)
+    second = run_intent(data, tmp_path, store, datetime(2026, 1, 14), top_k=5, config=IntentConfig.quick())
     assert not second["trained"] and store.current_version(VECTORS) == 2
     member = next(k for k in ("0", "1", "2", "3", "4", "5") if store.get_one(SUGGESTIONS, k) is not None)
     vector = store.get_one(VECTORS, member)

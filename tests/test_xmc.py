@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from jobmatch.xmc.metrics import coverage, precision_at_k, semantic_similarity_at_k
-from jobmatch.xmc.slice import Slice, SliceParams, _unit, exact_one_vs_all, label_vectors
+from jobmatch.xmc.slice import Slice, SliceParams, _unit, exact_one_vs_all, fit_one_vs_all, label_vectors
 from jobmatch.xmc.synthetic import synthetic_xml
 
 
@@ -26,6 +26,18 @@ def test_slice_is_within_two_points_of_exact_one_vs_all(problem, fitted):
     p_slice, p_exact = precision_at_k(pred, truth, 1), precision_at_k(exact, truth, 1)
     assert p_exact > 0.4  # the problem is learnable but not trivial
     assert p_slice >= p_exact - 0.02, (p_slice, p_exact)
+
+
+def test_sparse_fit_on_every_pair_equals_the_dense_fit():
+    # with every (point, label) pair present the sparse objective is the dense one: same optimum
+    X, Y = synthetic_xml(300, 12, dim=8, noise=1.0, seed=5)
+    n, L = len(Y), 12
+    point, label = np.repeat(np.arange(n), L), np.tile(np.arange(L), n)
+    target = np.array([lab in y for y, lab in zip(np.repeat(np.array(Y, dtype=object), L), label)], float)
+    w, b = fit_one_vs_all(_unit(X), point, label, target, L, l2=1e-3, max_iter=500, seed=0)
+    w_dense, b_dense = exact_one_vs_all(X, Y, L, l2=1e-3, max_iter=500)
+    np.testing.assert_allclose(w, w_dense, atol=1e-4)
+    np.testing.assert_allclose(b, b_dense, atol=1e-4)
 
 
 def test_shortlist_recall_against_brute_force(fitted, problem):

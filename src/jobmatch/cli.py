@@ -49,6 +49,19 @@ def _progress(title: str) -> Iterator:
         bar.update(task, description=f"{title}: done")
 
 
+IntentSize = Annotated[str, typer.Option(help="model sizes: cpu (the default: evaluation in 30 minutes on 2 cores) "
+                                             "| paper (002's BERT, for a GPU) | quick")]
+
+
+def _intent_config(quick: bool, size: str):
+    from jobmatch.intent.config import IntentConfig
+
+    try:
+        return IntentConfig.named("quick" if quick else size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--size") from None
+
+
 def _taxonomy_spec(spec: str) -> str:
     if spec == "onet":
         path = Settings().onet_path
@@ -192,12 +205,13 @@ def run_activity_cmd(as_of: Annotated[str, typer.Option(help="run as of the end 
 def run_intent_cmd(as_of: Annotated[str, typer.Option(help="run as of the end of this UTC date (YYYY-MM-DD)")],
                    data: DataDir, home: Annotated[Path, typer.Option(help="flow state directory")] = Path("runs/intent"),
                    store: Annotated[Optional[str], typer.Option(help="sqlite:PATH or redis://…")] = None,
-                   quick: Annotated[bool, typer.Option("--quick", help="tiny models (for trying it out)")] = False
-                   ) -> None:
+                   quick: Annotated[bool, typer.Option("--quick", help="tiny models (for trying it out)")] = False,
+                   size: IntentSize = "cpu") -> None:
     """Daily user-intent run: user vectors and query suggestions for every active member, published versioned."""
     from jobmatch.flows.intent import run_intent
 
-    _run_flow(f"intent {as_of}", lambda fs, day: run_intent(data, home, fs, day, quick=quick), as_of,
+    config = _intent_config(quick, size)
+    _run_flow(f"intent {as_of}", lambda fs, day: run_intent(data, home, fs, day, config=config), as_of,
               store or f"sqlite:{home / 'store.sqlite'}")
 
 
@@ -261,13 +275,14 @@ def evaluate_activity_cmd(data: DataDir, out: OutDir, seed: Seed = 0,
 
 @evaluate_app.command("intent")
 def evaluate_intent_cmd(data: DataDir, out: OutDir, seed: Seed = 0,
-                        quick: Annotated[bool, typer.Option("--quick", help="1,500 members, tiny models")] = False
-                        ) -> None:
+                        quick: Annotated[bool, typer.Option("--quick", help="1,500 members, tiny models")] = False,
+                        size: IntentSize = "cpu") -> None:
     """Query suggestions from user vectors: fastText / BERT with e2e and Slice classifiers (seed 002)."""
     from jobmatch.evaluate.intent import evaluate_intent
 
+    config = _intent_config(quick, size)
     with _progress("evaluate intent") as say:
-        evaluate_intent(data, out, quick=quick, seed=seed, say=say)
+        evaluate_intent(data, out, config, seed=seed, say=say)
     console.print(f"-> {out / 'report.md'}")
 
 

@@ -8,17 +8,18 @@ all sessions), context from the first 80%; one member in five is held out for te
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from jobmatch.intent.bert import (BertSize, PretrainParams, build_model, chunks, pool_chunks, pretrain,
+from jobmatch.intent.bert import (PretrainParams, build_model, chunks, fine_tune, multi_hot, pool_chunks, pretrain,
                                   user_vectors)
+from jobmatch.intent.config import IntentConfig
 from jobmatch.intent.datasets import (entity_vectors, fasttext_model, fasttext_user_vectors, member_documents,
                                       xml_datasets)
 from jobmatch.intent.masking import session_pairs
@@ -28,13 +29,6 @@ from jobmatch.xmc.slice import Slice, SliceParams
 
 VARIANTS = ("fasttext+e2e", "bert+e2e", "fasttext+slice", "bert_pt+slice", "bert_ft+slice")
 TOP = 100
-
-
-def _targets(labels: list[list[int]], n_labels: int) -> torch.Tensor:
-    y = torch.zeros((len(labels), n_labels))
-    for i, ls in enumerate(labels):
-        y[i, ls] = 1.0
-    return y
 
 
 def _top(scores: np.ndarray, k: int = TOP) -> np.ndarray:
@@ -48,7 +42,7 @@ def sigmoid_layer(U: np.ndarray, labels: list[list[int]], n_labels: int, epochs:
     torch.manual_seed(seed)
     mu, sd = U.mean(0), U.std(0) + 1e-6
     X = torch.from_numpy((U - mu) / sd)
-    y = _targets(labels, n_labels)
+    y = multi_hot(labels, n_labels)
     layer = torch.nn.Linear(U.shape[1], n_labels)
     opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
     for _ in range(epochs):
@@ -61,56 +55,41 @@ def sigmoid_layer(U: np.ndarray, labels: list[list[int]], n_labels: int, epochs:
     return layer
 
 
-def fine_tune(model, tok: ActivityTokenizer, contexts: list[list[str]], labels: list[list[int]], n_labels: int,
-              chunk_len: int, epochs: int, seed: int):
-    """BERT+e2e: the pooled 4 x H user vector of the most recent chunk -> sigmoid layer, BERT updated end to end."""
-    torch.manual_seed(seed)
-    model = copy.deepcopy(model)
-    head = torch.nn.Linear(4 * model.config.hidden_size, n_labels)
-    params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    last = [chunks(tok, c, chunk_len, 1)[-1] for c in contexts]
-    y = _targets(labels, n_labels)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(last)).split(32):
-            pooled = pool_chunks(model, [last[i] for i in idx.tolist()], tok.pad_id)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    return model, head
-
-
-def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed: int = 0,
+def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | None = None, seed: int = 0,
                     say: Callable[[str], None] | None = None) -> dict:
+    cfg = config or IntentConfig.cpu()
     say = say or (lambda _m: None)
+
+    def steps(stage: str) -> Callable[[int, int, float], None]:
+        return lambda s, total, loss: say(f"{stage} step {s:,}/{total:,}, loss {loss:.3f}") if s % 20 == 0 else None
+
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "companies")}
     say("documents")
     docs = member_documents(t["events"], t["jobs"], t["companies"])
-    if quick:
-        docs = docs[:1500]
-    xml = xml_datasets(docs, top_k=200 if quick else 1000)
+    if cfg.max_members is not None:
+        docs = docs[:cfg.max_members]
+    xml = xml_datasets(docs, top_k=cfg.labels)
     L = len(xml.label_names)
     test = (xml.member_id % 5) == 0
     by_member = {d.member_id: d for d in docs}
     corpus = [s for m, ctx, is_test in zip(xml.member_id.tolist(), xml.context, test.tolist())
               for s in (ctx if is_test else by_member[m].sessions)]
-    size = BertSize(layers=4, hidden=32, heads=2, max_len=64) if quick else BertSize()
+    size = cfg.bert
     say("fastText")
-    ft = fasttext_model(corpus, dim=32 if quick else 100, epochs=2 if quick else 5, seed=seed)
-    say("tokenizer and BERT pre-training")
-    tok = ActivityTokenizer.train(corpus, vocab_size=1500 if quick else 6000)
+    ft = fasttext_model(corpus, dim=cfg.fasttext_dim, epochs=cfg.fasttext_epochs, seed=seed)
+    say("tokenizer")
+    tok = ActivityTokenizer.train(corpus, vocab_size=cfg.vocab)
     instances = [inst for ctx in xml.context for inst in session_pairs(tok, ctx, size.max_len)]
     bert = build_model(tok.vocab_size, size, seed)
-    pretrain(bert, tok, instances, PretrainParams(epochs=1, dupe_factor=1 if quick else 3, seed=seed))
+    losses = pretrain(bert, tok, instances, PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor,
+                                                           seed=seed), progress=steps("BERT pre-training"))
+    say("user vectors")
     U = {"fasttext": fasttext_user_vectors(ft, xml.context),
          "bert_pt": user_vectors(bert, tok, xml.context, size.max_len)}
     ent = entity_vectors(ft, xml.label_names)
-    slice_params = SliceParams(shortlist=50 if quick else 100, ef_search=100 if quick else 300, M=32)
+    slice_params = SliceParams(shortlist=cfg.shortlist, ef_search=cfg.ef_search, M=32)
     metrics: dict = {}
     suggesters: dict = {}
     for name, labels in (("D1", xml.labels_d1), ("D2", xml.labels_d2)):
@@ -120,11 +99,13 @@ def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed
         Ytr = [labels[i] for i in tr]
         truth = [set(labels[i]) for i in te]
         preds = {}
-        layer = sigmoid_layer(U["fasttext"][tr], Ytr, L, 5 if quick else 20, seed)
+        layer = sigmoid_layer(U["fasttext"][tr], Ytr, L, cfg.e2e_epochs, seed)
         mu, sd = layer.norm
         with torch.no_grad():
             preds["fasttext+e2e"] = _top(layer(torch.from_numpy((U["fasttext"][te] - mu) / sd)).numpy())
-        tuned, head = fine_tune(bert, tok, [xml.context[i] for i in tr], Ytr, L, size.max_len, 1 if quick else 2, seed)
+        tuned, head = fine_tune(bert, tok, [xml.context[i] for i in tr], Ytr, L, size.max_len, cfg.finetune_epochs,
+                                seed, progress=steps(f"{name}: BERT fine-tuning"))
+        say(f"{name}: Slice")
         u_ft = user_vectors(tuned, tok, xml.context, size.max_len)
         with torch.no_grad():  # e2e predicts from the most recent chunk, as it was trained
             last = [chunks(tok, xml.context[i], size.max_len, 1)[-1] for i in te]
@@ -155,14 +136,23 @@ def evaluate_intent(data: str | Path, out: str | Path, quick: bool = False, seed
         examples.append({"member_id": int(xml.member_id[i]), "searched": searched[int(xml.member_id[i])],
                          "document": xml.context[i][-3:], "suggestions": sugg})
     _report(metrics, out, {"members": int(xml.member_id.size), "test_members": int(test.sum()), "labels": L,
-                           "quick": quick}, examples)
+                           "config": asdict(cfg), "pretrain_tokens": int(sum(len(i.ids) for i in instances)) *
+                           cfg.dupe_factor * cfg.pretrain_epochs, "mlm_loss": (losses[:50], losses[-50:])},
+            examples)
     return metrics
 
 
 def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
+    c, (first, last) = info["config"], info["mlm_loss"]
     lines = ["# User intent: query suggestions (seed 002, Table 3 analog)", "",
              f"{info['members']:,} members with at least two sessions ({info['test_members']:,} held out), "
-             f"{info['labels']:,} labels (most frequent queries and applied titles).", ""]
+             f"{info['labels']:,} labels (most frequent queries and applied titles).", "",
+             f"BERT {c['bert']['layers']} layers x {c['bert']['hidden']} hidden x {c['bert']['heads']} heads, "
+             f"{c['bert']['max_len']}-token chunks, vocabulary {c['vocab']:,}; pre-trained on "
+             f"{info['pretrain_tokens']:,} tokens (dupe factor {c['dupe_factor']}, {c['pretrain_epochs']} epoch(s)), "
+             f"MLM loss {np.mean(first):.2f} over the first 50 steps -> {np.mean(last):.2f} over the last 50; "
+             f"fine-tuned {c['finetune_epochs']} epoch(s) per dataset. fastText {c['fasttext_dim']}-d, "
+             f"{c['fasttext_epochs']} epochs. Slice shortlist {c['shortlist']}.", ""]
     for name in ("D1", "D2"):
         lines += [f"## {name}", "", "| variant | P@1 | P@3 | P@5 | Sim@1 | Sim@3 | Sim@5 | coverage |",
                   "|---|---|---|---|---|---|---|---|"]

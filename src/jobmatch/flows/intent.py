@@ -17,9 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from transformers import BertForMaskedLM
 
-from jobmatch.evaluate.intent import fine_tune
 from jobmatch.flows.state import FlowState, day_end_us
-from jobmatch.intent.bert import BertSize, PretrainParams, build_model, pretrain, user_vectors
+from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
+from jobmatch.intent.config import IntentConfig
 from jobmatch.intent.datasets import member_documents, xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
@@ -31,19 +31,19 @@ ACTIVE_DAYS = 28
 DAY_US = 86_400_000_000
 
 
-def _train(docs, models: Path, quick: bool, seed: int) -> None:
-    xml = xml_datasets(docs, top_k=200 if quick else 1000)
-    size = BertSize(layers=4, hidden=32, heads=2, max_len=64) if quick else BertSize()
+def _train(docs, models: Path, cfg: IntentConfig, seed: int) -> None:
+    xml = xml_datasets(docs, top_k=cfg.labels)
+    size = cfg.bert
     corpus = [s for d in docs for s in d.sessions]
-    tok = ActivityTokenizer.train(corpus, vocab_size=1500 if quick else 6000)
+    tok = ActivityTokenizer.train(corpus, vocab_size=cfg.vocab)
     bert = build_model(tok.vocab_size, size, seed)
     pretrain(bert, tok, [i for d in docs for i in session_pairs(tok, d.sessions, size.max_len)],
-             PretrainParams(epochs=1, dupe_factor=1 if quick else 3, seed=seed))
+             PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor, seed=seed))
     has = [i for i, ls in enumerate(xml.labels_d2) if ls]
     tuned, _ = fine_tune(bert, tok, [xml.context[i] for i in has], [xml.labels_d2[i] for i in has],
-                         len(xml.label_names), size.max_len, 1 if quick else 2, seed)
+                         len(xml.label_names), size.max_len, cfg.finetune_epochs, seed)
     vectors = user_vectors(tuned, tok, [xml.context[i] for i in has], size.max_len)
-    slice_model = Slice(SliceParams(shortlist=50 if quick else 100, seed=seed)).fit(
+    slice_model = Slice(SliceParams(shortlist=cfg.shortlist, ef_search=cfg.ef_search, seed=seed)).fit(
         vectors, [xml.labels_d2[i] for i in has], len(xml.label_names))
     models.mkdir(parents=True, exist_ok=True)
     tok.save(models / "tokenizer.json")
@@ -53,7 +53,7 @@ def _train(docs, models: Path, quick: bool, seed: int) -> None:
 
 
 def run_intent(data: str | Path, home: str | Path, store: FeatureStore, as_of: datetime, top_k: int = 10,
-               quick: bool = False, seed: int = 0) -> dict:
+               config: IntentConfig | None = None, seed: int = 0) -> dict:
     data, intent_home = Path(data), Path(home) / "intent"
     flow = FlowState(intent_home)
     as_of, cutoff = day_end_us(as_of)
@@ -64,7 +64,7 @@ def run_intent(data: str | Path, home: str | Path, store: FeatureStore, as_of: d
     models = intent_home / "models"
     trained = not (models / "labels.json").exists()
     if trained:
-        _train(docs, models, quick, seed)
+        _train(docs, models, config or IntentConfig.cpu(), seed)
     tok = ActivityTokenizer.load(models / "tokenizer.json")
     bert = BertForMaskedLM.from_pretrained(models / "bert")
     slice_model = Slice.load(models / "slice")

@@ -7,6 +7,7 @@ step, so a run resumes where it stopped; training uses a GPU when one is present
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -164,3 +165,36 @@ def user_vectors(model: BertForMaskedLM, tok: ActivityTokenizer, documents: list
         pooled = pool_chunks(model, all_chunks[s:s + batch_size], tok.pad_id).cpu().numpy()
         np.add.at(out, np.array(owner[s:s + batch_size]), pooled)
     return (out / np.bincount(owner, minlength=len(documents))[:, None]).astype(np.float32)
+
+
+def multi_hot(labels: list[list[int]], n_labels: int) -> torch.Tensor:
+    y = torch.zeros((len(labels), n_labels))
+    for i, ls in enumerate(labels):
+        y[i, ls] = 1.0
+    return y
+
+
+def fine_tune(model: BertForMaskedLM, tok: ActivityTokenizer, contexts: list[list[str]], labels: list[list[int]],
+              n_labels: int, chunk_len: int, epochs: int, seed: int,
+              progress: Callable[[int, int, float], None] | None = None) -> tuple[BertForMaskedLM, torch.nn.Linear]:
+    """BERT+e2e: the pooled 4 x H user vector of the most recent chunk -> sigmoid layer, BERT updated end to end."""
+    torch.manual_seed(seed)
+    model = copy.deepcopy(model)
+    head = torch.nn.Linear(4 * model.config.hidden_size, n_labels)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    last = [chunks(tok, c, chunk_len, 1)[-1] for c in contexts]
+    y = multi_hot(labels, n_labels)
+    model.train()
+    per_epoch = (len(last) + 31) // 32
+    for epoch in range(epochs):
+        for s, idx in enumerate(torch.randperm(len(last)).split(32)):
+            pooled = pool_chunks(model, [last[i] for i in idx.tolist()], tok.pad_id)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if progress:
+                progress(epoch * per_epoch + s + 1, epochs * per_epoch, loss.item())
+    model.eval()
+    return model, head

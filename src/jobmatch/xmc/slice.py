@@ -12,6 +12,7 @@ over the (point, label) pairs (L2 on the weights, not on the biases).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,24 +59,40 @@ def _linear_lbfgs(n_labels: int, dim: int, max_iter: int) -> tuple[torch.Tensor,
     return w, b, opt
 
 
+def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, values: torch.Tensor) -> torch.Tensor:
+    """CSR from (row, col) pairs already sorted by row."""
+    indptr = torch.from_numpy(np.searchsorted(rows, np.arange(n_rows + 1)))
+    with warnings.catch_warnings():  # torch flags all sparse CSR support as beta; the two products used are tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(indptr, torch.from_numpy(cols), values, (n_rows, n_cols), check_invariants=False)
+
+
 def fit_one_vs_all(X: np.ndarray, pairs_point: np.ndarray, pairs_label: np.ndarray, target: np.ndarray,
                    n_labels: int, l2: float, max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label logistic regressions on (point, label, 0/1) pairs; each label's loss is its mean over its pairs."""
+    """Per-label logistic regressions on (point, label, 0/1) pairs; each label's loss is its mean over its pairs.
+
+    The pairs are a sparse (point x label) pattern, so a loss evaluation is O(pairs x dim): the logits are a
+    sampled dense-dense product on the pattern and the weight gradient a sparse-dense product on its transpose.
+    """
     torch.manual_seed(seed)
+    by_point = np.lexsort((pairs_label, pairs_point))
+    pt, lab, y = pairs_point[by_point], pairs_label[by_point], torch.from_numpy(target[by_point].astype(np.float64))
+    by_label = np.lexsort((pt, lab))  # the transpose's order, as a permutation of the by-point pairs
+    pattern = _csr(pt, lab, X.shape[0], n_labels, torch.zeros(pt.size, dtype=torch.float64))
     Xt = torch.from_numpy(np.ascontiguousarray(X, np.float64))
-    p = torch.from_numpy(pairs_point)
-    lab = torch.from_numpy(pairs_label)
-    y = torch.from_numpy(target.astype(np.float64))
-    per_label = torch.bincount(lab, minlength=n_labels).clamp(min=1).double()
+    lab_t = torch.from_numpy(lab)
+    inv_count = 1.0 / torch.bincount(lab_t, minlength=n_labels).clamp(min=1).double()
     w, b, opt = _linear_lbfgs(n_labels, X.shape[1], max_iter)
 
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        logits = (Xt[p] * w[lab]).sum(1) + b[lab]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        total = (loss / per_label[lab]).sum() + 0.5 * l2 * (w * w).sum()
-        total.backward()
-        return total
+        z = torch.sparse.sampled_addmm(pattern, Xt, w.T, beta=0.0).values() + b[lab_t]
+        scale = inv_count[lab_t]
+        loss = ((torch.nn.functional.softplus(z) - y * z) * scale).sum() + 0.5 * l2 * (w * w).sum()
+        r = (torch.sigmoid(z) - y) * scale
+        w.grad = _csr(lab[by_label], pt[by_label], n_labels, X.shape[0], r[by_label]) @ Xt + l2 * w
+        b.grad = torch.zeros(n_labels, dtype=torch.float64).index_add_(0, lab_t, r)
+        return loss
 
     opt.step(closure)
     return w.detach().numpy(), b.detach().numpy()

@@ -1,0 +1,47 @@
+"""Presets for the user-intent models (002): model sizes, training lengths, label count, Slice shortlist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobmatch.intent.bert import BertSize
+
+
+@dataclass(frozen=True)
+class IntentConfig:
+    """Model sizes and training lengths for the user-intent models. `cpu()` (the default) lets `jobmatch evaluate
+    intent` finish in 30 minutes on two cores; `paper()` is 002's BERT (12 x 128, 512 tokens, dupe factor 3), meant
+    for a GPU; `quick()` is for tests."""
+
+    max_members: int | None = None  # evaluation only: a sample of the members
+    labels: int = 1000
+    bert: BertSize = field(default_factory=BertSize)
+    vocab: int = 6000
+    dupe_factor: int = 1
+    pretrain_epochs: int = 1
+    finetune_epochs: int = 1
+    fasttext_dim: int = 100
+    fasttext_epochs: int = 5
+    e2e_epochs: int = 20
+    shortlist: int = 100
+    ef_search: int = 300
+
+    @classmethod
+    def quick(cls) -> IntentConfig:
+        return cls(max_members=1500, labels=200, bert=BertSize(layers=4, hidden=32, heads=2, max_len=64), vocab=1500,
+                   fasttext_dim=32, fasttext_epochs=2, e2e_epochs=5, shortlist=50, ef_search=100)
+
+    @classmethod
+    def cpu(cls) -> IntentConfig:
+        return cls()
+
+    @classmethod
+    def paper(cls) -> IntentConfig:
+        return cls(bert=BertSize.paper(), dupe_factor=3, finetune_epochs=2)
+
+    @classmethod
+    def named(cls, name: str) -> IntentConfig:
+        presets = {"quick": cls.quick, "cpu": cls.cpu, "paper": cls.paper}
+        if name not in presets:
+            raise ValueError(f"size: expected one of {', '.join(presets)}, got {name!r}")
+        return presets[name]()
