@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from jobmatch.intent.bert import BertSize, PretrainParams, build_model, chunks, pretrain, user_vectors
+from jobmatch.intent.bert import (BertSize, FineTuneParams, PretrainParams, build_model, chunks, fine_tune, pretrain,
+                                  user_vectors)
 from jobmatch.intent.masking import IGNORE, mask_instance, session_pairs
 from jobmatch.intent.tokenizer import ACTIONS, ActivityTokenizer
 
@@ -126,3 +127,19 @@ def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
     out = subprocess.run([sys.executable, "-m", "jobmatch.cli", "suggest", member, "--store",
                           f"sqlite:{tmp_path / 'store.sqlite'}"], capture_output=True, text=True)
     assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 5
+
+
+def test_fine_tuning_learns_a_known_answer(tok):
+    # four kinds of seeker, each user's label is their kind: the fine-tuned model must recover it from the text
+    kinds = CORPUS[:4]
+    docs = [[kinds[u % 4], kinds[u % 4]] for u in range(48)]
+    labels = [[u % 4] for u in range(48)]
+    size = BertSize(layers=4, hidden=16, heads=2, max_len=32)
+    model = build_model(tok.vocab_size, size, seed=0)
+    tuned, head = fine_tune(model, tok, docs, labels, 4, size.max_len, FineTuneParams(epochs=6, n_chunks=2, lr=3e-3,
+                                                                                     batch_size=8))
+    with torch.no_grad():
+        scores = head(torch.from_numpy(user_vectors(tuned, tok, docs, size.max_len, n_chunks=2)))
+    accuracy = (scores.argmax(1).numpy() == np.arange(48) % 4).mean()
+    assert accuracy > 0.9  # the base rate of any one kind is 0.25
+    assert not torch.equal(next(tuned.parameters()), next(model.parameters()))  # BERT itself was updated

@@ -41,7 +41,7 @@ def _train(docs, models: Path, cfg: IntentConfig, seed: int) -> None:
              PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor, seed=seed))
     has = [i for i, ls in enumerate(xml.labels_d2) if ls]
     tuned, _ = fine_tune(bert, tok, [xml.context[i] for i in has], [xml.labels_d2[i] for i in has],
-                         len(xml.label_names), size.max_len, cfg.finetune_epochs, seed)
+                         len(xml.label_names), size.max_len, cfg.finetune(seed))
     vectors = user_vectors(tuned, tok, [xml.context[i] for i in has], size.max_len)
     slice_model = Slice(SliceParams(shortlist=cfg.shortlist, ef_search=cfg.ef_search, seed=seed)).fit(
         vectors, [xml.labels_d2[i] for i in has], len(xml.label_names))

@@ -174,27 +174,53 @@ def multi_hot(labels: list[list[int]], n_labels: int) -> torch.Tensor:
     return y
 
 
+@dataclass(frozen=True)
+class FineTuneParams:
+    epochs: int = 1
+    n_chunks: int = 1  # 002 fine-tunes on the most recent chunk; with short CPU chunks, more of them
+    batch_size: int = 32
+    lr: float = 3e-4  # BERT's parameters
+    head_lr: float = 1e-2  # the new sigmoid layer, which starts from scratch
+    seed: int = 0
+
+
+def _user_pool(model: BertForMaskedLM, user_chunks: list[list[list[int]]], pad_id: int) -> torch.Tensor:
+    """The user vector as `user_vectors` defines it (pooled chunks averaged per user), with gradients."""
+    flat = [c for cs in user_chunks for c in cs]
+    owner = torch.repeat_interleave(torch.arange(len(user_chunks)), torch.tensor([len(cs) for cs in user_chunks]))
+    pooled = pool_chunks(model, flat, pad_id)
+    total = torch.zeros((len(user_chunks), pooled.shape[1]), device=pooled.device).index_add(0, owner.to(pooled.device),
+                                                                                            pooled)
+    return total / torch.bincount(owner, minlength=len(user_chunks)).to(pooled.device).unsqueeze(1)
+
+
 def fine_tune(model: BertForMaskedLM, tok: ActivityTokenizer, contexts: list[list[str]], labels: list[list[int]],
-              n_labels: int, chunk_len: int, epochs: int, seed: int,
+              n_labels: int, chunk_len: int, params: FineTuneParams = FineTuneParams(),
               progress: Callable[[int, int, float], None] | None = None) -> tuple[BertForMaskedLM, torch.nn.Linear]:
-    """BERT+e2e: the pooled 4 x H user vector of the most recent chunk -> sigmoid layer, BERT updated end to end."""
-    torch.manual_seed(seed)
+    """BERT+e2e (002 §3.4): a sigmoid layer over the user vector of the recent `n_chunks` chunks, BCE, BERT updated
+    end to end. The layer's biases start at the labels' log-odds, so training begins from the base rates instead
+    of spending its first steps learning that nearly every label is absent."""
+    torch.manual_seed(params.seed)
+    device = next(model.parameters()).device
     model = copy.deepcopy(model)
-    head = torch.nn.Linear(4 * model.config.hidden_size, n_labels)
-    params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3)
-    last = [chunks(tok, c, chunk_len, 1)[-1] for c in contexts]
+    head = torch.nn.Linear(4 * model.config.hidden_size, n_labels).to(device)
     y = multi_hot(labels, n_labels)
+    prior = y.mean(0).clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        head.bias.copy_(torch.log(prior / (1 - prior)))
+    opt = torch.optim.AdamW([{"params": model.parameters(), "lr": params.lr},
+                             {"params": head.parameters(), "lr": params.head_lr}], weight_decay=0.01)
+    user_chunks = [chunks(tok, c, chunk_len, params.n_chunks) for c in contexts]
+    per_epoch = (len(user_chunks) + params.batch_size - 1) // params.batch_size
     model.train()
-    per_epoch = (len(last) + 31) // 32
-    for epoch in range(epochs):
-        for s, idx in enumerate(torch.randperm(len(last)).split(32)):
-            pooled = pool_chunks(model, [last[i] for i in idx.tolist()], tok.pad_id)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), y[idx])
+    for epoch in range(params.epochs):
+        for s, idx in enumerate(torch.randperm(len(user_chunks)).split(params.batch_size)):
+            pooled = _user_pool(model, [user_chunks[i] for i in idx.tolist()], tok.pad_id)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), y[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             if progress:
-                progress(epoch * per_epoch + s + 1, epochs * per_epoch, loss.item())
+                progress(epoch * per_epoch + s + 1, params.epochs * per_epoch, loss.item())
     model.eval()
     return model, head

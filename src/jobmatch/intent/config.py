@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobmatch.intent.bert import BertSize
+from jobmatch.intent.bert import BertSize, FineTuneParams
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class IntentConfig:
     vocab: int = 6000
     dupe_factor: int = 1
     pretrain_epochs: int = 1
-    finetune_epochs: int = 1
+    finetune_epochs: int = 2
+    finetune_chunks: int = 5  # 002 fine-tunes on one 512-token chunk; five 128-token chunks cover about as much
     fasttext_dim: int = 100
     fasttext_epochs: int = 5
     e2e_epochs: int = 20
@@ -29,7 +30,7 @@ class IntentConfig:
     @classmethod
     def quick(cls) -> IntentConfig:
         return cls(max_members=1500, labels=200, bert=BertSize(layers=4, hidden=32, heads=2, max_len=64), vocab=1500,
-                   fasttext_dim=32, fasttext_epochs=2, e2e_epochs=5, shortlist=50, ef_search=100)
+                   finetune_epochs=1, fasttext_dim=32, fasttext_epochs=2, e2e_epochs=5, shortlist=50, ef_search=100)
 
     @classmethod
     def cpu(cls) -> IntentConfig:
@@ -37,7 +38,10 @@ class IntentConfig:
 
     @classmethod
     def paper(cls) -> IntentConfig:
-        return cls(bert=BertSize.paper(), dupe_factor=3, finetune_epochs=2)
+        return cls(bert=BertSize.paper(), dupe_factor=3, finetune_chunks=1)
+
+    def finetune(self, seed: int) -> FineTuneParams:
+        return FineTuneParams(epochs=self.finetune_epochs, n_chunks=self.finetune_chunks, seed=seed)
 
     @classmethod
     def named(cls, name: str) -> IntentConfig:
