@@ -20,13 +20,8 @@ import torch
 
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, multi_hot, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
-from jobmatch.intent.datasets import (
-    entity_vectors,
-    fasttext_model,
-    fasttext_user_vectors,
-    member_documents,
-    xml_datasets,
-)
+from jobmatch.intent.datasets import (entity_vectors, fasttext_model, fasttext_user_vectors, member_documents,
+                                      xml_datasets)
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
 from jobmatch.xmc.metrics import coverage, precision_at_k, semantic_similarity_at_k
