@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, multi_hot, pretrain, user_vectors
+from jobmatch.intent.bert import (RECENT_CHUNKS, PretrainParams, build_model, fine_tune, multi_hot, pretrain,
+                                  user_vectors)
 from jobmatch.intent.config import IntentConfig
 from jobmatch.intent.datasets import (entity_vectors, fasttext_model, fasttext_user_vectors, member_documents,
                                       xml_datasets)
@@ -112,7 +113,7 @@ def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | No
         say(f"{name}: Slice")
         u_ft = user_vectors(tuned, tok, xml.context, size.max_len)
         # e2e predicts from the user vector it was trained on: the recent `finetune_chunks` chunks
-        u_e2e = u_ft[te] if cfg.finetune_chunks == 5 else \
+        u_e2e = u_ft[te] if cfg.finetune_chunks == RECENT_CHUNKS else \
             user_vectors(tuned, tok, [xml.context[i] for i in te], size.max_len, cfg.finetune_chunks)
         with torch.no_grad():
             preds["bert+e2e"] = _top(head(torch.from_numpy(u_e2e).to(head.weight.device)).cpu().numpy())
@@ -159,9 +160,9 @@ def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
              f"{c['bert']['max_len']}-token chunks, vocabulary {c['vocab']:,}; pre-trained on "
              f"{info['pretrain_tokens']:,} tokens (dupe factor {c['dupe_factor']}, {c['pretrain_epochs']} epoch(s)), "
              f"MLM loss {np.mean(first):.2f} over the first 50 steps -> {np.mean(last):.2f} over the last 50; "
-             f"fine-tuned {c['finetune_epochs']} epoch(s) per dataset on the recent {c['finetune_chunks']} chunk(s). "
-             f"fastText {c['fasttext_dim']}-d, "
-             f"{c['fasttext_epochs']} epochs. Slice shortlist {c['shortlist']}. Wall time {info['seconds'] / 60:.1f} min.",
+             f"fine-tuned {c['finetune_epochs']} epoch(s) per dataset on the recent {c['finetune_chunks']} "
+             f"chunk(s). fastText {c['fasttext_dim']}-d, {c['fasttext_epochs']} epochs. Slice shortlist "
+             f"{c['shortlist']}. Wall time {info['seconds'] / 60:.1f} min.",
              "", "coverage = unique labels in everyone's top 100 / labels (002's Suggestion Coverage, as in "
              "metrics.json); coverage@5 = the same over the top 5, shown because with about a thousand labels and "
              "thousands of test members the top-100 version saturates near 1 for every model.", ""]
@@ -182,7 +183,8 @@ def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
         e2e_cov = max(d[v]["coverage"] for v in E2E)
         slice_cov = min(d[v]["coverage"] for v in SLICE)
         lines += ["", f"002's findings on {name}: BERT_FT beats fastText on P@1 — "
-                  f"**{'holds' if bert_best > ft_best else 'does not hold'}** ({bert} {bert_best:.3f} vs {ft} {ft_best:.3f}, "
+                  f"**{'holds' if bert_best > ft_best else 'does not hold'}** "
+                  f"({bert} {bert_best:.3f} vs {ft} {ft_best:.3f}, "
                   f"difference {bert_best - ft_best:+.3f} ± {se:.3f} paired standard error); "
                   f"Slice has higher coverage than e2e — **{'holds' if slice_cov > e2e_cov else 'does not hold'}** "
                   f"(lowest Slice {slice_cov:.3f} vs highest e2e {e2e_cov:.3f}); at the top 5 — "

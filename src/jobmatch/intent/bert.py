@@ -20,6 +20,8 @@ from transformers import BertConfig, BertForMaskedLM
 from jobmatch.intent.masking import IGNORE, Instance, mask_instance
 from jobmatch.intent.tokenizer import ActivityTokenizer
 
+RECENT_CHUNKS = 5  # 002: the user vector averages the most recent 5 chunks of the activity document
+
 
 @dataclass(frozen=True)
 class BertSize:
@@ -122,7 +124,8 @@ def pretrain(model: BertForMaskedLM, tok: ActivityTokenizer, instances: list[Ins
     return losses
 
 
-def chunks(tok: ActivityTokenizer, sessions: list[str], chunk_len: int, n_chunks: int = 5) -> list[list[int]]:
+def chunks(tok: ActivityTokenizer, sessions: list[str], chunk_len: int, n_chunks: int = RECENT_CHUNKS
+           ) -> list[list[int]]:
     """The most recent `n_chunks` chunks of the user's document, `[CLS] ... [SEP]`, each at most `chunk_len`."""
     ids = [i for s in sessions for i in tok.encode(s).ids]
     body = chunk_len - 2
@@ -152,7 +155,7 @@ def pool_chunks(model: BertForMaskedLM, chunk_ids: list[list[int]], pad_id: int)
 
 @torch.no_grad()
 def user_vectors(model: BertForMaskedLM, tok: ActivityTokenizer, documents: list[list[str]], chunk_len: int,
-                 n_chunks: int = 5, batch_size: int = 64) -> np.ndarray:
+                 n_chunks: int = RECENT_CHUNKS, batch_size: int = 64) -> np.ndarray:
     """Per user: the pooled vector (4 x hidden) of each of the recent `n_chunks` chunks, averaged."""
     model.eval()
     all_chunks, owner = [], []

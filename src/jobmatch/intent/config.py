@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobmatch.intent.bert import BertSize, FineTuneParams
+from jobmatch.intent.bert import RECENT_CHUNKS, BertSize, FineTuneParams
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class IntentConfig:
     dupe_factor: int = 1
     pretrain_epochs: int = 1
     finetune_epochs: int = 2
-    finetune_chunks: int = 5  # 002 fine-tunes on one 512-token chunk; five 128-token chunks cover about as much
+    finetune_chunks: int = RECENT_CHUNKS  # 002 fine-tunes on one 512-token chunk; five of 128 cover about as much
     fasttext_dim: int = 100
     fasttext_epochs: int = 5
     e2e_epochs: int = 20

@@ -13,6 +13,7 @@ over the (point, label) pairs (L2 on the weights, not on the biases).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,12 +60,18 @@ def _linear_lbfgs(n_labels: int, dim: int, max_iter: int) -> tuple[torch.Tensor,
     return w, b, opt
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, values: torch.Tensor) -> torch.Tensor:
-    """CSR from (row, col) pairs already sorted by row."""
+def _csr_pattern(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The CSR structure of (row, col) pairs already sorted by row, built once; call it with values for a matrix."""
     indptr = torch.from_numpy(np.searchsorted(rows, np.arange(n_rows + 1)))
-    with warnings.catch_warnings():  # torch flags all sparse CSR support as beta; the two products used are tested
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return torch.sparse_csr_tensor(indptr, torch.from_numpy(cols), values, (n_rows, n_cols), check_invariants=False)
+    indices = torch.from_numpy(cols)
+
+    def with_values(values: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():  # torch flags all sparse CSR support as beta; the two products used are tested
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            return torch.sparse_csr_tensor(indptr, indices, values, (n_rows, n_cols), check_invariants=False)
+
+    return with_values
 
 
 def fit_one_vs_all(X: np.ndarray, pairs_point: np.ndarray, pairs_label: np.ndarray, target: np.ndarray,
@@ -78,19 +85,20 @@ def fit_one_vs_all(X: np.ndarray, pairs_point: np.ndarray, pairs_label: np.ndarr
     by_point = np.lexsort((pairs_label, pairs_point))
     pt, lab, y = pairs_point[by_point], pairs_label[by_point], torch.from_numpy(target[by_point].astype(np.float64))
     by_label = np.lexsort((pt, lab))  # the transpose's order, as a permutation of the by-point pairs
-    pattern = _csr(pt, lab, X.shape[0], n_labels, torch.zeros(pt.size, dtype=torch.float64))
+    pattern = _csr_pattern(pt, lab, X.shape[0], n_labels)(torch.zeros(pt.size, dtype=torch.float64))
+    transpose = _csr_pattern(lab[by_label], pt[by_label], n_labels, X.shape[0])
+    by_label_t = torch.from_numpy(by_label)
     Xt = torch.from_numpy(np.ascontiguousarray(X, np.float64))
     lab_t = torch.from_numpy(lab)
-    inv_count = 1.0 / torch.bincount(lab_t, minlength=n_labels).clamp(min=1).double()
+    scale = (1.0 / torch.bincount(lab_t, minlength=n_labels).clamp(min=1).double())[lab_t]
     w, b, opt = _linear_lbfgs(n_labels, X.shape[1], max_iter)
 
     @torch.no_grad()
     def closure():
         z = torch.sparse.sampled_addmm(pattern, Xt, w.T, beta=0.0).values() + b[lab_t]
-        scale = inv_count[lab_t]
         loss = ((torch.nn.functional.softplus(z) - y * z) * scale).sum() + 0.5 * l2 * (w * w).sum()
         r = (torch.sigmoid(z) - y) * scale
-        w.grad = _csr(lab[by_label], pt[by_label], n_labels, X.shape[0], r[by_label]) @ Xt + l2 * w
+        w.grad = transpose(r[by_label_t]) @ Xt + l2 * w
         b.grad = torch.zeros(n_labels, dtype=torch.float64).index_add_(0, lab_t, r)
         return loss
 
