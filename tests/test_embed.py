@@ -11,7 +11,7 @@ from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanA
 from jobmatch.embed.jobs import JobEncoder
 from jobmatch.embed.sequences import (APPLY, DISMISS, PAD, RAND_NEG, SAVE, SEQ_LEN, ProxyExamples, Sequences,
                                       action_log, add_random_negatives, member_sequences, proxy_examples)
-from jobmatch.evaluate.metrics import auc
+from jobmatch.metrics import auc
 from jobmatch.flows.activity import EmbeddingModels, RealtimeActivity, dataset_name, run_activity_embeddings
 from jobmatch.simulate import SimConfig, simulate, write_market
 from jobmatch.store import SQLiteStore

@@ -3,7 +3,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from jobmatch.hiring.dataset import candidate_impressions, counts_before, personalization_features, shown_streams
+from jobmatch.features import counts_before
+from jobmatch.hiring.dataset import candidate_impressions, personalization_features, shown_streams
 from jobmatch.hiring.online import HirerPreferences
 from jobmatch.hiring.terms import ProfileTerms
 from jobmatch.hiring.weights import term_weight

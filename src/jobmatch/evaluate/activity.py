@@ -24,9 +24,9 @@ from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanA
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
 from jobmatch.embed.sequences import (DAY_US, POSITIVE, action_log, add_random_negatives, member_sequences,
                                      proxy_examples)
-from jobmatch.evaluate.metrics import auc, ndcg_by_entity
+from jobmatch.metrics import auc, ndcg_by_entity
 from jobmatch.evaluate import fmt
-from jobmatch.hiring.dataset import IdIndex, PairFeaturizer
+from jobmatch.features import IdIndex, PairFeaturizer
 
 VARIANTS = ("profile", "mean", "decay", "learned-cnn", "learned-transformer")
 DECAY_GRID = (0.5, 0.7, 0.85, 0.95)

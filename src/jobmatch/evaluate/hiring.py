@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobmatch.evaluate import fmt
-from jobmatch.evaluate.metrics import ndcg_by_entity
+from jobmatch.metrics import ndcg_by_entity
 from jobmatch.hiring.dataset import build_dataset
 from jobmatch.hiring.ranker import CandidateRanker
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xgboost as xgb
 
-from jobmatch.evaluate.metrics import auc
+from jobmatch.metrics import auc
 from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, applications, collect_labels, positive_latency
 from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer, label_keys, qa_coordinates, subset_rows

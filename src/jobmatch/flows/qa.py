@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobmatch.evaluate.metrics import auc
+from jobmatch.metrics import auc
 from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, applications, collect_labels
 from jobmatch.qa import QAFeaturizer, label_keys, qa_coordinates, subset_rows

@@ -18,7 +18,7 @@ from typing import Literal, Union
 import numpy as np
 import pyarrow as pa
 
-from jobmatch.evaluate.metrics import auc
+from jobmatch.metrics import auc
 from jobmatch.game.solvers import fit_batched, fit_lbfgs, softplus
 from jobmatch.persist import read_meta, write_meta
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jobmatch.hiring.dataset import IdIndex
+from jobmatch.features import IdIndex
 from jobmatch.store import FeatureStore
 
 _MISSING = object()

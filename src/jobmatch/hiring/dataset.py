@@ -14,38 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
+from jobmatch.features import ACTIVITY_FEATURES, PAIR_FEATURES, PairFeaturizer, activity_features, counts_before
 from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS, RATINGS, feature_names
 from jobmatch.hiring.terms import TERM_TYPES, ProfileTerms
 from jobmatch.hiring.weights import DEFAULT_PRIOR_STRENGTH, term_weight
 
 GRADE = {"offer": 4, "interview": 3, "message": 2, "view_profile": 1, "archive": 0, "skip": 0, "reject": 0}
-PAIR_FEATURES = ("same_occupation", "title_overlap", "skill_overlap", "skill_matches", "seniority_gap",
-                 "abs_seniority_gap", "location_match", "job_remote", "open_to_work")
-ACTIVITY_FEATURES = ("events_7d", "applies_30d", "apply_rate")
 CHANNEL_FEATURES = tuple(f"channel_{c}" for c in CHANNELS)
 STANDARD_FEATURES = PAIR_FEATURES + ACTIVITY_FEATURES + CHANNEL_FEATURES
 DAY_US = 86_400_000_000
-
-
-def counts_before(ev_key: np.ndarray, ev_ts: np.ndarray, ev_col: np.ndarray, n_cols: int,
-                  q_key: np.ndarray, q_ts: np.ndarray) -> np.ndarray:
-    """For each query, the number of events with the same key and ts < q_ts, per column: (n_queries, n_cols)."""
-    if ev_key.size == 0 or q_key.size == 0:
-        return np.zeros((q_key.size, n_cols), np.int64)
-    keys, kinv = np.unique(np.concatenate([ev_key, q_key]), return_inverse=True)
-    times, tinv = np.unique(np.concatenate([ev_ts, q_ts]), return_inverse=True)
-    comb = kinv.astype(np.int64) * (times.size + 1) + tinv
-    e_comb, q_comb = comb[:ev_key.size], comb[ev_key.size:]
-    order = np.argsort(e_comb, kind="stable")
-    e_sorted = e_comb[order]
-    cum = np.zeros((ev_key.size + 1, n_cols), np.int64)
-    cum[np.arange(1, ev_key.size + 1), ev_col[order]] = 1
-    np.cumsum(cum, axis=0, out=cum)
-    upto = np.searchsorted(e_sorted, q_comb, side="left")  # same key and earlier time (or a smaller key)
-    start = np.searchsorted(e_sorted, kinv[ev_key.size:].astype(np.int64) * (times.size + 1), side="left")
-    return cum[upto] - cum[start]
 
 
 @dataclass
@@ -155,108 +133,6 @@ def candidate_impressions(events: pa.Table, projects: pa.Table, hirer_impression
     })
     sourced = hirer_impressions.select(["project_id", "member_id", "channel", "ts", "request_id"])
     return pa.concat_tables([applicants.cast(sourced.schema), sourced]).sort_by([("ts", "ascending")])
-
-
-def _tokens(texts: list[str]) -> list[set[str]]:
-    return [set(t.lower().replace("/", " ").replace("-", " ").split()) for t in texts]
-
-
-def _csr(sets: list, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
-    indptr, indices = [0], []
-    for items in sets:
-        indices.extend(sorted({vocab.setdefault(x, len(vocab)) for x in items}))
-        indptr.append(len(indices))
-    return indptr, indices
-
-
-class IdIndex:
-    """Vectorized id -> row lookups (sorted ids + searchsorted); errors name the field and the unknown id."""
-
-    def __init__(self, ids: np.ndarray, field: str):
-        self.order = np.argsort(ids, kind="stable")
-        self.sorted = np.asarray(ids)[self.order]
-        self.field = field
-
-    def rows(self, ids, strict: bool = True) -> np.ndarray:
-        ids = np.asarray(ids, dtype=self.sorted.dtype)
-        pos = np.clip(np.searchsorted(self.sorted, ids), 0, max(self.sorted.size - 1, 0))
-        found = self.sorted[pos] == ids if self.sorted.size else np.zeros(ids.size, bool)
-        if strict and not found.all():
-            raise ValueError(f"{self.field}: unknown {self.field.removesuffix('_id')} {ids[~found][0]}")
-        return np.where(found, self.order[pos], -1)
-
-
-class PairFeaturizer:
-    """Job x candidate match features, vectorized with sparse matrices (the same code offline and at serving)."""
-
-    def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table):
-        self._jobs = IdIndex(jobs["job_id"].to_numpy(), "job")
-        self._members = IdIndex(members["member_id"].to_numpy(), "member_id")
-        self._projects = IdIndex(projects["project_id"].to_numpy(), "project_id")
-        # job row of each project row (-1 where the project's job is unknown)
-        self._project_job_row = self._jobs.rows(projects["job_id"].to_numpy(), strict=False)
-        skill_vocab: dict[str, int] = {}
-        title_vocab: dict[str, int] = {}
-        mats = {}
-        for name, table in (("job", jobs), ("member", members)):
-            sk = _csr(table["skills"].to_pylist(), skill_vocab)
-            ti = _csr(_tokens(table["title"].to_pylist()), title_vocab)
-            mats[name] = (sk, ti)
-
-        def build(parts: tuple[list[int], list[int]], width: int) -> sp.csr_matrix:
-            indptr, indices = parts
-            return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(indptr) - 1, width))
-        self.job_skills = build(mats["job"][0], len(skill_vocab))
-        self.member_skills = build(mats["member"][0], len(skill_vocab))
-        self.job_title = build(mats["job"][1], len(title_vocab))
-        self.member_title = build(mats["member"][1], len(title_vocab))
-        self.job_occ = jobs["occupation"].to_numpy(zero_copy_only=False)
-        self.member_occ = members["occupation"].to_numpy(zero_copy_only=False)
-        self.job_sen = jobs["seniority"].to_numpy().astype(float)
-        self.member_sen = members["seniority"].to_numpy().astype(float)
-        self.job_loc = jobs["location"].to_numpy(zero_copy_only=False)
-        self.member_loc = members["location"].to_numpy(zero_copy_only=False)
-        self.job_remote = jobs["remote"].to_numpy(zero_copy_only=False).astype(float)
-        self.open_to_work = members["open_to_work"].to_numpy(zero_copy_only=False).astype(float)
-
-    def job_rows(self, project_ids) -> np.ndarray:
-        rows = self._project_job_row[self._projects.rows(project_ids)]
-        if (rows < 0).any():
-            raise ValueError(f"project_id: the job of project {np.asarray(project_ids)[rows < 0][0]} is unknown")
-        return rows
-
-    def member_rows(self, member_ids) -> np.ndarray:
-        return self._members.rows(member_ids)
-
-    def features(self, project_ids, member_ids) -> np.ndarray:
-        """(n, len(PAIR_FEATURES)) for aligned arrays of project and member ids."""
-        j, m = self.job_rows(project_ids), self.member_rows(member_ids)
-        js, ms = self.job_skills[j], self.member_skills[m]
-        matches = np.asarray(js.multiply(ms).sum(axis=1)).ravel()
-        n_job_skills = np.maximum(np.diff(js.indptr), 1)
-        jt, mt = self.job_title[j], self.member_title[m]
-        inter = np.asarray(jt.multiply(mt).sum(axis=1)).ravel()
-        union = np.maximum(np.diff(jt.indptr) + np.diff(mt.indptr) - inter, 1)
-        gap = self.member_sen[m] - self.job_sen[j]
-        remote = self.job_remote[j]
-        return np.column_stack([
-            (self.job_occ[j] == self.member_occ[m]).astype(float), inter / union, matches / n_job_skills, matches,
-            gap, np.abs(gap), ((self.job_loc[j] == self.member_loc[m]) | (remote > 0)).astype(float), remote,
-            self.open_to_work[m],
-        ])
-
-
-def activity_features(events: pa.Table, q_member: np.ndarray, q_ts: np.ndarray) -> np.ndarray:
-    """Two-way-interest signals as of each row's time: events in the last 7 days, applies in the last 30 days,
-    and the member's apply rate (applies per view) so far."""
-    member = events["member_id"].to_numpy()
-    ts = events["ts"].cast(pa.int64()).to_numpy()
-    action = events["action"].to_numpy(zero_copy_only=False)
-    col = np.select([action == "APPLY", action == "VIEW"], [1, 2], 0)
-    now = counts_before(member, ts, col, 3, q_member, q_ts)
-    week = counts_before(member, ts, col, 3, q_member, q_ts - 7 * DAY_US)
-    month = counts_before(member, ts, col, 3, q_member, q_ts - 30 * DAY_US)
-    return np.column_stack([(now - week).sum(axis=1), now[:, 1] - month[:, 1], now[:, 1] / (now[:, 2] + 1.0)])
 
 
 @dataclass

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from jobmatch.hiring.dataset import CHANNELS, PairFeaturizer, activity_features
+from jobmatch.features import PairFeaturizer, activity_features
+from jobmatch.hiring.online import CHANNELS
 from jobmatch.hiring.online import HirerPreferences
 from jobmatch.hiring.ranker import CandidateRanker
 from jobmatch.hiring.state import ProjectCounts

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from jobmatch.game.model import Coordinate
-from jobmatch.hiring.dataset import PAIR_FEATURES, IdIndex, PairFeaturizer
+from jobmatch.features import PAIR_FEATURES, IdIndex, PairFeaturizer
 
 GLOBAL_FEATURES = PAIR_FEATURES
 
