@@ -71,3 +71,40 @@ def redis_url(tmp_path_factory) -> str:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def ingest_market_folder(data: Path, db: Path) -> Path:
+    """A simulated folder through the same ingest path a user's files take, sessionized."""
+    from jobmatch.events import EventLog
+    from jobmatch.events.loading import ingest_folder
+
+    with EventLog(db) as log:
+        ingest_folder(log, data)
+        log.sessionize()
+    return db
+
+
+@pytest.fixture(scope="session")
+def tiny_log(tmp_path_factory, tiny_market_dir) -> Path:
+    """The tiny market in an event log; open it read-only, or copy it (`writable_copy`) to write."""
+    return ingest_market_folder(tiny_market_dir, tmp_path_factory.mktemp("tinylog") / "events.duckdb")
+
+
+@pytest.fixture(scope="session")
+def small_market(tmp_path_factory):
+    """A 1,200-member, 21-day market (data folder, truth folder) for flows and evaluations."""
+    cfg = SimConfig(members=1200, days=21, seed=8)
+    base = tmp_path_factory.mktemp("small")
+    data = write_market(simulate(builtin_taxonomy(), cfg), base / "data", cfg, "builtin", truth=base / "truth")
+    return cfg, data, base / "truth"
+
+
+@pytest.fixture(scope="session")
+def small_log(tmp_path_factory, small_market) -> Path:
+    return ingest_market_folder(small_market[1], tmp_path_factory.mktemp("smalllog") / "events.duckdb")
+
+
+def writable_copy(db: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "events.duckdb"
+    shutil.copy(db, target)
+    return target

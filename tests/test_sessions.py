@@ -78,21 +78,29 @@ def test_changing_the_gap_rebuilds(tmp_path):
         assert log.count("sessions") > n30
 
 
-def test_documents_render_like_002_figure_2(tmp_path, tiny_market_dir):
+def test_documents_render_like_002_figure_2(tiny_log):
     assert render_event("SEARCH", "Hedge Fund Analyst", None, None, None) == "JOB_SEARCH hedge fund analyst"
     assert render_event("APPLY", None, "OneWire Holdings, LLC", "Analyst", 3) == \
         "APPLY c_onewire_holdings_llc analyst *"
     assert render_event("VIEW", None, None, None, 42) == "VIEW c_unknown job 42"
     assert company_token("Arrow Search Partners") == "c_arrow_search_partners"
-    from jobmatch.flows.main import ingest_market
-
-    with EventLog(tmp_path / "log.duckdb") as log:
-        ingest_market(tiny_market_dir, log, lambda _m: None)
-        log.sessionize()
+    with EventLog(tiny_log, read_only=True) as log:
         docs = log.documents()
         sessions = log.table("sessions")
+        snap = log.snapshot()
+        # the snapshot's sessions (from the log's gap, computed as of the cutoff) equal the stored table
+        assert snap.sessions().equals(sessions)
+        structured = snap.documents()
+        # a cutoff cuts sessions and documents there: nothing after it is seen
+        t0, t1 = snap.time_range()
+        half = log.snapshot((t0 + t1) // 2)
+        assert all(s < (t0 + t1) // 2 for d in half.documents() for s in d.session_start_us)
+        assert half.events().num_rows < snap.events().num_rows
     member = sessions["member_id"][0].as_py()
     assert len(docs[member]) == pc.sum(pc.equal(sessions["member_id"], member)).as_py()
     text = " ".join(line for lines in docs.values() for line in lines)
     assert "JOB_SEARCH " in text and " *" in text and " c_" in text
     assert sum(len(v) for v in docs.values()) == sessions.num_rows
+    entities = {e for d in structured for ses in d.entities for e in ses}
+    assert entities and all(e == e.lower() for e in entities)
+    assert {d.member_id: d.sessions for d in structured} == docs

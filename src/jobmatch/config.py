@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobmatch.events.ingest import TimeBounds
 from jobmatch.events.sessions import DEFAULT_GAP_MINUTES
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBMATCH_", extra="forbid")
 
-    home: Path = Path("runs/default")
+    home: Path = Path("runs/main")  # the log, the store, the flows' models and the reports
     # `sqlite:PATH` (embedded) or `redis://host:port/db`; empty means `sqlite:<home>/store.sqlite`.
     store: str = ""
     onet_path: Path | None = None  # directory of the O*NET tables, for --taxonomy onet
-    session_gap_minutes: float = DEFAULT_GAP_MINUTES
+    session_gap_minutes: float = Field(DEFAULT_GAP_MINUTES, gt=0)
+    # plausible event times: no older than this, no later than this after now (catches unit and zone mistakes)
+    time_past_years: float = Field(10.0, gt=0)
+    time_future_days: float = Field(1.0, ge=0)
+    lock_timeout_s: float = Field(10.0, ge=0)  # how long a second writer waits for the event log
 
     @property
     def event_log_path(self) -> Path:
@@ -25,3 +31,6 @@ class Settings(BaseSettings):
     @property
     def store_spec(self) -> str:
         return self.store or f"sqlite:{self.home / 'store.sqlite'}"
+
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds(past_years=self.time_past_years, future_days=self.time_future_days)

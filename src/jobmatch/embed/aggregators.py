@@ -136,7 +136,12 @@ class _SequenceNet(nn.Module):
 
 
 class LearnedAggregator(Aggregator):
-    """A CNN or Transformer aggregator trained on the proxy task; one `dim`-d embedding per member."""
+    """A CNN or Transformer aggregator trained on the proxy task; one `dim`-d embedding per member.
+
+    Version 2: contexts hold real actions only (random negatives are targets, never inputs), so the action
+    one-hot has no RAND_NEG column."""
+
+    version = 2
 
     def __init__(self, arch: str = "cnn", dim: int = 64, hidden: int = 64, epochs: int = 3, batch_size: int = 512,
                  lr: float = 2e-3, seed: int = 0):

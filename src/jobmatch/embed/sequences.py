@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SEQ_LEN = 32
-PAD, APPLY, SAVE, DISMISS, RAND_NEG = range(5)
-N_ACTION_CODES = 5
+PAD, APPLY, SAVE, DISMISS = range(4)
+N_ACTION_CODES = 4
 ACTION_CODE = {"APPLY": APPLY, "SAVE": SAVE, "DISMISS": DISMISS}
 POSITIVE = (APPLY, SAVE)
 DAY_US = 86_400_000_000
@@ -81,29 +81,10 @@ def member_sequences(log: tuple[np.ndarray, ...], as_of_us: int, window_days: fl
     return _pack(member, job, code, ts, ends, np.maximum(first, ends - SEQ_LEN))
 
 
-def add_random_negatives(log: tuple[np.ndarray, ...], rng: np.random.Generator,
-                         jitter_s: float = 60.0) -> tuple[np.ndarray, ...]:
-    """For every positive action, a RAND_NEG row: a job drawn uniformly from the jobs anyone interacted with that
-    day, at the same time plus a small random shift either way (000's random negatives)."""
-    member, job, code, ts = log
-    day = ts // DAY_US
-    pos = np.flatnonzero(np.isin(code, POSITIVE))
-    order = np.lexsort((job, day))
-    d_sorted = day[order]
-    lo = np.searchsorted(d_sorted, day[pos], "left")
-    hi = np.searchsorted(d_sorted, day[pos], "right")
-    pick = order[lo + (rng.random(pos.size) * (hi - lo)).astype(np.int64)]
-    shift = ((rng.random(pos.size) * 2 - 1) * jitter_s * 1e6).astype(np.int64)
-    merged = (np.concatenate([member, member[pos]]), np.concatenate([job, job[pick]]),
-              np.concatenate([code, np.full(pos.size, RAND_NEG, np.int8)]), np.concatenate([ts, ts[pos] + shift]))
-    o = np.lexsort((merged[3], merged[0]))
-    return tuple(a[o] for a in merged)
-
-
 @dataclass
 class ProxyExamples:
-    """Context = up to SEQ_LEN - 1 actions before the target, right-aligned; target = the held-out action's job,
-    its label (1 for APPLY/SAVE) and loss weight (RAND_NEG weighs less than DISMISS)."""
+    """Context = up to SEQ_LEN - 1 real actions before the target, right-aligned; target = the held-out action's job
+    (or a random negative's), its label (1 for APPLY/SAVE) and loss weight (RAND_NEG weighs less than DISMISS)."""
 
     context: Sequences
     target_job: np.ndarray
@@ -115,12 +96,29 @@ class ProxyExamples:
         return ProxyExamples(self.context.take(idx), self.target_job[idx], self.label[idx], self.weight[idx])
 
 
-def proxy_examples(log: tuple[np.ndarray, ...], min_actions: int = 4, stride: int = 8,
-                   rand_neg_weight: float = 0.5) -> ProxyExamples:
+def _random_jobs(log: tuple[np.ndarray, ...], days: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each day in `days`, a job drawn uniformly from the actions anyone took that day (000's random negatives:
+    jobs that were live and interacted with, so the negative is not trivially stale)."""
+    _, job, _, ts = log
+    day = ts // DAY_US
+    order = np.argsort(day, kind="stable")
+    d_sorted = day[order]
+    lo = np.searchsorted(d_sorted, days, "left")
+    hi = np.searchsorted(d_sorted, days, "right")
+    return job[order[lo + (rng.random(days.size) * (hi - lo)).astype(np.int64)]]
+
+
+def proxy_examples(log: tuple[np.ndarray, ...], rng: np.random.Generator | None = None, min_actions: int = 4,
+                   stride: int = 8, rand_neg_weight: float = 0.5) -> ProxyExamples:
     """000's proxy task: members with fewer than `min_actions` actions are dropped; each window of up to SEQ_LEN
-    actions predicts its last action from the ones before; long histories give a window every `stride` actions."""
+    actions predicts its last action from the ones before; long histories give a window every `stride` actions.
+
+    With `rng`, every positive example gets a RAND_NEG twin: the same context, a target job drawn from the jobs
+    anyone interacted with that day, label 0, weight `rand_neg_weight`. 000 inserts random negatives into the
+    sequence at the positive's time ± a jitter; here they are never part of a context, so neither their presence
+    nor their position can give a label away (a RAND_NEG placed just before its own positive would announce it)."""
     member, job, code, ts = log
-    first = np.flatnonzero(np.r_[True, member[1:] != member[:-1]])
+    first = np.flatnonzero(np.r_[True, member[1:] != member[:-1]]) if member.size else np.zeros(0, np.int64)
     size = np.diff(np.r_[first, member.size])
     ends, starts = [], []
     for f, n in zip(first[size >= min_actions].tolist(), size[size >= min_actions].tolist()):
@@ -132,5 +130,14 @@ def proxy_examples(log: tuple[np.ndarray, ...], min_actions: int = 4, stride: in
     context = _pack(member, job, code, ts, target, starts_a)  # the actions before the target
     tcode = code[target]
     label = np.isin(tcode, POSITIVE).astype(np.int64)
-    weight = np.where(tcode == RAND_NEG, rand_neg_weight, 1.0)
-    return ProxyExamples(context, job[target], label, weight)
+    weight = np.ones(target.size)
+    target_job = job[target]
+    if rng is not None and target.size:
+        pos = np.flatnonzero(label == 1)
+        negatives = _random_jobs(log, ts[target[pos]] // DAY_US, rng)
+        context = Sequences(*(np.concatenate([a, a[pos]]) for a in (context.member_id, context.job, context.action,
+                                                                    context.ts)))
+        target_job = np.concatenate([target_job, negatives])
+        label = np.concatenate([label, np.zeros(pos.size, np.int64)])
+        weight = np.concatenate([weight, np.full(pos.size, rand_neg_weight)])
+    return ProxyExamples(context, target_job, label, weight)

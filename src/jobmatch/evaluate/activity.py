@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xgboost as xgb
 
 from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanAggregator, gather
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
-from jobmatch.embed.sequences import (DAY_US, POSITIVE, action_log, add_random_negatives, member_sequences,
-                                     proxy_examples)
+from jobmatch.embed.sequences import DAY_US, POSITIVE, action_log, member_sequences, proxy_examples
 from jobmatch.metrics import auc, ndcg_by_entity
 from jobmatch.evaluate import fmt
+from jobmatch.evaluate.truth import Truth
+from jobmatch.events import EventLog
 from jobmatch.features import IdIndex, PairFeaturizer
 
 VARIANTS = ("profile", "mean", "decay", "learned-cnn", "learned-transformer")
@@ -60,15 +60,16 @@ def _cosine_proxy(ex, job_emb: np.ndarray) -> float:
     return auc(ex.label, np.where(norm > 0, (centre * target).sum(1) / np.maximum(norm, 1e-12), 0.0))
 
 
-def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, seed: int = 0,
+def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None, quick: bool = False, seed: int = 0,
                       say: Callable[[str], None] | None = None) -> dict:
+    """With `truth` (a simulated marketplace), AUC is also reported for members whose intent drifted."""
     say = say or (lambda _m: None)
-    data, out = Path(data), Path(out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "members", "projects", "companies",
-                                                           "impressions")}
+    snap = log.snapshot()
+    t = {n: snap.entities(n) for n in ("jobs", "members", "projects", "companies")}
     rng = np.random.default_rng(seed)
-    ev = t["events"]
+    ev = snap.events(["event_id", "member_id", "ts", "action", "job_id"])
     ts_all = ev["ts"].cast(pa.int64()).to_numpy()
     t_start, t_end = int(ts_all.min()), int(ts_all.max()) + 1
     n_days = (t_end - t_start) // DAY_US + 1
@@ -93,7 +94,7 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
 
     say("learned aggregators")
     past = tuple(a[log[3] < train_from] for a in log)
-    examples = proxy_examples(add_random_negatives(past, rng))
+    examples = proxy_examples(past, rng)
     # a tenth of the members' windows are held out to measure the proxy task itself
     held = (examples.context.member_id % 10) == 0
     fit_ex, held_ex = examples.subset(~held), examples.subset(held)
@@ -108,7 +109,7 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
                                                                                 job_emb))
 
     say("impressions")
-    imp = t["impressions"]
+    imp = snap.impression_outcomes()
     its = imp["ts"].cast(pa.int64()).to_numpy()
     cap = 30_000 if quick else 300_000
 
@@ -174,14 +175,9 @@ def evaluate_activity(data: str | Path, out: str | Path, quick: bool = False, se
             Xte = np.column_stack([test["profile"], embed(agg, test, test_from)])
         scores[name] = fit_score(Xtr, Xte)
 
-    truth = pq.read_table(data / "truth" / "members.parquet", columns=["member_id", "drift_at"]) \
-        if (data / "truth" / "members.parquet").exists() else None
     drift = np.zeros(test["member_id"].size, bool)
-    if truth is not None:
-        at = truth["drift_at"].cast(pa.int64()).fill_null(-1).to_numpy()
-        ids = truth["member_id"].to_numpy()
-        drifted = ids[(at >= train_from) & (at < t_end)]
-        drift = np.isin(test["member_id"], drifted)
+    if truth is not None:  # simulated data only: whose latent intent drifted in the two weeks
+        drift = np.isin(test["member_id"], truth.drifted_members(train_from, t_end))
     metrics = {"auc": {}, "ndcg@10": {}, "auc_drift_members": {}, "bytes_per_member": {}}
     for name in VARIANTS:
         metrics["auc"][name] = auc(test["label"], scores[name])

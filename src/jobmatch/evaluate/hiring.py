@@ -9,35 +9,38 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobmatch.evaluate import fmt
+from jobmatch.evaluate.truth import Truth
+from jobmatch.events import EventLog
 from jobmatch.metrics import ndcg_by_entity
 from jobmatch.hiring.dataset import build_dataset
 from jobmatch.hiring.ranker import CandidateRanker
 
 LEARNING_CURVE_EVENTS = (0, 5, 10, 25, 50)
-TABLES = ("events", "feedback", "jobs", "members", "projects", "hirer_impressions")
 
 
 def _nan_to_none(x: float) -> float | None:
     return None if x != x else x
 
 
-def evaluate_hiring(data: str | Path, out: str | Path, train_share: float = 0.7, seed: int = 0,
-                    say: Callable[[str], None] | None = None) -> dict:
+def evaluate_hiring(log: EventLog, out: str | Path, truth: Truth | None = None, train_share: float = 0.7,
+                    seed: int = 0, say: Callable[[str], None] | None = None) -> dict:
+    """Time split of the candidate rows; with `truth` (a simulated marketplace), the oracle ceiling too."""
     say = say or (lambda _m: None)
-    data, out = Path(data), Path(out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say("point-in-time features")
-    t = {name: pq.read_table(data / f"{name}.parquet") for name in TABLES}
+    snap = log.snapshot()
+    members = snap.entities("members")
     started = time.perf_counter()
-    ds = build_dataset(t["events"], t["feedback"], t["jobs"], t["members"], t["projects"], t["hirer_impressions"])
+    ds = build_dataset(snap.events(), snap.feedback(), snap.entities("jobs"), members, snap.entities("projects"),
+                       snap.hirer_impressions())
     build_s = time.perf_counter() - started
     rows = ds.rows
     ts = rows["ts"].cast(pa.int64()).to_numpy()
     split = ts.min() + train_share * (ts.max() - ts.min())
-    groups = rows["request_id"].to_numpy()
+    groups = rows["request_id"].to_numpy(zero_copy_only=False)
     # a request belongs to one side of the split, by its first row
     first_ts = {}
     for g, t_ in zip(groups.tolist(), ts.tolist()):
@@ -58,8 +61,8 @@ def evaluate_hiring(data: str | Path, out: str | Path, train_share: float = 0.7,
         scores[name] = models[name].predict(X[test])
     rng = np.random.default_rng(seed)
     scores["random"] = rng.random(int(test.sum()))
-    truth_pref = _true_preference(data, rows)
-    if truth_pref is not None:
+    if truth is not None:
+        truth_pref = truth.true_preference(members, rows["project_id"].to_numpy(), rows["member_id"].to_numpy())
         # Ceiling for the online features: the standard features plus the project's true preference score.
         say("train oracle")
         X = np.column_stack([ds.standard, truth_pref])
@@ -106,27 +109,6 @@ def evaluate_hiring(data: str | Path, out: str | Path, train_share: float = 0.7,
     _report(metrics, details, out)
     models["with_online"].save(out / "ranker")
     return metrics
-
-
-def _true_preference(data: Path, rows: pa.Table) -> np.ndarray | None:
-    """Each row's true project-preference term from the simulator's ground truth (None for non-simulated data)."""
-    truth = data / "truth"
-    if not (truth / "project_preferences.parquet").is_file():
-        return None
-    weights = {(r["project_id"], r["term_type"], r["term"]): r["weight"]
-               for r in pq.read_table(truth / "project_preferences.parquet").to_pylist()}
-    members = pq.read_table(data / "members.parquet")
-    hidden = pq.read_table(truth / "members.parquet", columns=["member_id", "hidden_skills"])
-    row = {m: i for i, m in enumerate(members["member_id"].to_pylist())}
-    skills = [set(a or []) | set(b or []) for a, b in zip(members["skills"].to_pylist(),
-                                                          hidden["hidden_skills"].to_pylist())]
-    occ, sen = members["occupation"].to_pylist(), members["seniority"].to_pylist()
-    out = []
-    for p, m in zip(rows["project_id"].to_pylist(), rows["member_id"].to_pylist()):
-        i = row[m]
-        out.append(sum(weights.get((p, "skill", k), 0.0) for k in skills[i]) + weights.get((p, "occupation", occ[i]), 0.0)
-                   + weights.get((p, "seniority", str(sen[i])), 0.0))
-    return np.array(out)
 
 
 def _report(metrics: dict, details: dict, out: Path) -> None:

@@ -3,7 +3,13 @@
 User vectors from fastText (skip-gram; mean of word vectors per session, mean over sessions), from the pre-trained
 BERT (BERT_PT) and from the BERT fine-tuned end to end (BERT_FT); classifiers: a sigmoid layer trained end to end
 (fastText+e2e, BERT+e2e) and Slice. Datasets D1 (entities of the held-out last 20% of sessions) and D2 (entities of
-all sessions), context from the first 80%; one member in five is held out for testing.
+all sessions), context from the first 80%. Documents come from the event log's sessionization.
+
+Members are split by id: one in five is the test set, one in five the validation set, the rest train every model.
+The label vocabulary (the most frequent queries and applied titles) is counted over the training members only;
+when the report names "the best fastText" or "the best BERT" variant, it is chosen on validation P@1, never on
+test. Two baselines sit beside the models: popularity (everyone gets the training set's most frequent labels) and
+copy-the-context (the labels in the member's own context sessions, most frequent first, then popular ones).
 """
 
 from __future__ import annotations
@@ -15,14 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from jobmatch.intent.bert import (RECENT_CHUNKS, PretrainParams, build_model, fine_tune, multi_hot, pretrain,
                                   user_vectors)
 from jobmatch.intent.config import IntentConfig
-from jobmatch.intent.datasets import (entity_vectors, fasttext_model, fasttext_user_vectors, member_documents,
-                                      xml_datasets)
+from jobmatch.events import EventLog
+from jobmatch.intent.datasets import entity_vectors, fasttext_model, fasttext_user_vectors, xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
 from jobmatch.xmc.metrics import coverage, precision_at_k, semantic_similarity_at_k
@@ -30,7 +35,30 @@ from jobmatch.xmc.slice import Slice, SliceParams
 
 VARIANTS = ("fasttext+e2e", "bert+e2e", "fasttext+slice", "bert_pt+slice", "bert_ft+slice")
 E2E, SLICE = VARIANTS[:2], VARIANTS[2:]
+BASELINES = ("popularity", "copy-context")
+FASTTEXT, BERT = ("fasttext+e2e", "fasttext+slice"), ("bert+e2e", "bert_ft+slice")
 TOP = 100
+
+
+def popularity_topk(train_labels: list[list[int]], n_labels: int, n: int, k: int) -> np.ndarray:
+    counts = np.bincount([lab for ls in train_labels for lab in ls], minlength=n_labels)
+    order = np.argsort(-counts, kind="stable")[:k]
+    return np.tile(order, (n, 1))
+
+
+def copy_context_topk(context_entities: list[list[str]], index: dict[str, int], popular: np.ndarray,
+                      k: int) -> np.ndarray:
+    """The labels seen in the member's own context (most frequent first), then the popular ones."""
+    out = np.empty((len(context_entities), min(k, popular.size)), np.int64)
+    for i, ents in enumerate(context_entities):
+        seen: dict[int, int] = {}
+        for e in ents:
+            if e in index:
+                seen[index[e]] = seen.get(index[e], 0) + 1
+        own = sorted(seen, key=lambda lab: -seen[lab])
+        fill = [lab for lab in popular.tolist() if lab not in seen]
+        out[i] = (own + fill)[:out.shape[1]]
+    return out
 
 
 def _top(scores: np.ndarray, k: int = TOP) -> np.ndarray:
@@ -57,7 +85,7 @@ def sigmoid_layer(U: np.ndarray, labels: list[list[int]], n_labels: int, epochs:
     return layer
 
 
-def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | None = None, seed: int = 0,
+def evaluate_intent(log: EventLog, out: str | Path, config: IntentConfig | None = None, seed: int = 0,
                     say: Callable[[str], None] | None = None) -> dict:
     cfg = config or IntentConfig.cpu()
     start = time.perf_counter()
@@ -66,19 +94,27 @@ def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | No
     def steps(stage: str) -> Callable[[int, int, float], None]:
         return lambda s, total, loss: say(f"{stage} step {s:,}/{total:,}, loss {loss:.3f}") if s % 20 == 0 else None
 
-    data, out = Path(data), Path(out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "companies")}
     say("documents")
-    docs = member_documents(t["events"], t["jobs"], t["companies"])
+    docs = log.snapshot().documents()
     if cfg.max_members is not None:
         docs = docs[:cfg.max_members]
-    xml = xml_datasets(docs, top_k=cfg.labels)
+    fold = {d.member_id: d.member_id % 5 for d in docs}
+    xml = xml_datasets(docs, top_k=cfg.labels, label_members={m for m, f in fold.items() if f >= 2})
     L = len(xml.label_names)
+    if L < 2 or xml.member_id.size < 10:
+        raise ValueError(f"data: {xml.member_id.size} members with two sessions and {L} labels; the evaluation "
+                         "needs more activity")
     test = (xml.member_id % 5) == 0
+    val = (xml.member_id % 5) == 1
     by_member = {d.member_id: d for d in docs}
-    corpus = [s for m, ctx, is_test in zip(xml.member_id.tolist(), xml.context, test.tolist())
-              for s in (ctx if is_test else by_member[m].sessions)]
+    ctx_entities = [[e for ses in by_member[m].entities[:len(c)] for e in ses]
+                    for m, c in zip(xml.member_id.tolist(), xml.context)]
+    label_index = {e: i for i, e in enumerate(xml.label_names)}
+    # self-supervised text: held-out members contribute their context only, never the sessions their labels are from
+    corpus = [s for m, ctx, held in zip(xml.member_id.tolist(), xml.context, (test | val).tolist())
+              for s in (ctx if held else by_member[m].sessions)]
     size = cfg.bert
     say("fastText")
     ft = fasttext_model(corpus, dim=cfg.fasttext_dim, epochs=cfg.fasttext_epochs, seed=seed)
@@ -97,39 +133,50 @@ def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | No
     hits1: dict = {}  # per test member, for the paired standard error of a P@1 difference
     coverage5: dict = {}  # report only (metrics.json keeps its contract): top-100 saturates with ~1k labels
     suggesters: dict = {}
+    chosen: dict = {}  # per dataset: the fastText and the BERT variant with the best validation P@1
     for name, labels in (("D1", xml.labels_d1), ("D2", xml.labels_d2)):
         say(f"{name}: classifiers")
         has = np.array([len(ls) > 0 for ls in labels])
-        tr, te = np.flatnonzero(~test & has), np.flatnonzero(test & has)
+        tr = np.flatnonzero(~test & ~val & has)
+        ev = np.flatnonzero((test | val) & has)  # every model predicts validation and test members at once
         Ytr = [labels[i] for i in tr]
-        truth = [set(labels[i]) for i in te]
         preds = {}
+        popular = popularity_topk(Ytr, L, 1, min(TOP, L))[0]
+        preds["popularity"] = np.tile(popular, (ev.size, 1))
+        preds["copy-context"] = copy_context_topk([ctx_entities[i] for i in ev], label_index, popular, min(TOP, L))
         layer = sigmoid_layer(U["fasttext"][tr], Ytr, L, cfg.e2e_epochs, seed)
         mu, sd = layer.norm
         with torch.no_grad():
-            preds["fasttext+e2e"] = _top(layer(torch.from_numpy((U["fasttext"][te] - mu) / sd)).numpy())
+            preds["fasttext+e2e"] = _top(layer(torch.from_numpy((U["fasttext"][ev] - mu) / sd)).numpy())
         tuned, head = fine_tune(bert, tok, [xml.context[i] for i in tr], Ytr, L, size.max_len, cfg.finetune(seed),
                                 progress=steps(f"{name}: BERT fine-tuning"))
         say(f"{name}: Slice")
         u_ft = user_vectors(tuned, tok, xml.context, size.max_len)
         # e2e predicts from the user vector it was trained on: the recent `finetune_chunks` chunks
-        u_e2e = u_ft[te] if cfg.finetune_chunks == RECENT_CHUNKS else \
-            user_vectors(tuned, tok, [xml.context[i] for i in te], size.max_len, cfg.finetune_chunks)
+        u_e2e = u_ft[ev] if cfg.finetune_chunks == RECENT_CHUNKS else \
+            user_vectors(tuned, tok, [xml.context[i] for i in ev], size.max_len, cfg.finetune_chunks)
         with torch.no_grad():
             preds["bert+e2e"] = _top(head(torch.from_numpy(u_e2e).to(head.weight.device)).cpu().numpy())
         for variant, vectors in (("fasttext+slice", U["fasttext"]), ("bert_pt+slice", U["bert_pt"]),
                                  ("bert_ft+slice", u_ft)):
             model = Slice(slice_params).fit(vectors[tr], Ytr, L)
-            preds[variant] = model.predict(vectors[te], min(TOP, L))[0]
+            preds[variant] = model.predict(vectors[ev], min(TOP, L))[0]
             if name == "D2":
                 suggesters[variant] = (model, vectors)
+        is_test = test[ev]
+        truth_val = [set(labels[i]) for i in ev[~is_test]]
+        truth = [set(labels[i]) for i in ev[is_test]]
+        val_p1 = {v: precision_at_k(preds[v][~is_test], truth_val, 1) for v in VARIANTS}
+        chosen[name] = {"fasttext": max(FASTTEXT, key=val_p1.get), "bert": max(BERT, key=val_p1.get),
+                        "validation_p@1": val_p1}
+        preds = {v: p_[is_test] for v, p_ in preds.items()}
         metrics[name] = {v: {"p@1": precision_at_k(preds[v], truth, 1), "p@3": precision_at_k(preds[v], truth, 3),
                              "p@5": precision_at_k(preds[v], truth, 5),
                              "sim@1": semantic_similarity_at_k(preds[v], truth, ent, 1),
                              "sim@3": semantic_similarity_at_k(preds[v], truth, ent, 3),
                              "sim@5": semantic_similarity_at_k(preds[v], truth, ent, 5),
-                             "coverage": coverage(preds[v], L, TOP)} for v in VARIANTS}
-        coverage5[name] = {v: coverage(preds[v], L, 5) for v in VARIANTS}
+                             "coverage": coverage(preds[v], L, TOP)} for v in VARIANTS + BASELINES}
+        coverage5[name] = {v: coverage(preds[v], L, 5) for v in VARIANTS + BASELINES}
         hits1[name] = {v: np.array([p[0] in t for p, t in zip(preds[v], truth)], float) for v in VARIANTS}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     # Table 4 / D3 analogs: held-out members' documents next to their top-5 suggestions
@@ -143,7 +190,8 @@ def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | No
                 suggesters.items() if v in ("fasttext+slice", "bert_ft+slice")}
         examples.append({"member_id": int(xml.member_id[i]), "searched": searched[int(xml.member_id[i])],
                          "document": xml.context[i][-3:], "suggestions": sugg})
-    _report(metrics, out, {"members": int(xml.member_id.size), "test_members": int(test.sum()), "labels": L,
+    _report(metrics, out, {"members": int(xml.member_id.size), "test_members": int(test.sum()),
+                           "validation_members": int(val.sum()), "labels": L, "chosen": chosen,
                            "coverage5": coverage5, "hits1": hits1, "seconds": time.perf_counter() - start,
                            "config": asdict(cfg), "pretrain_tokens": int(sum(len(i.ids) for i in instances)) *
                            cfg.dupe_factor * cfg.pretrain_epochs, "mlm_loss": (losses[:50], losses[-50:])},
@@ -154,8 +202,9 @@ def evaluate_intent(data: str | Path, out: str | Path, config: IntentConfig | No
 def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
     c, (first, last) = info["config"], info["mlm_loss"]
     lines = ["# User intent: query suggestions (seed 002, Table 3 analog)", "",
-             f"{info['members']:,} members with at least two sessions ({info['test_members']:,} held out), "
-             f"{info['labels']:,} labels (most frequent queries and applied titles).", "",
+             f"{info['members']:,} members with at least two sessions ({info['test_members']:,} for testing, "
+             f"{info['validation_members']:,} for validation, the rest for training), {info['labels']:,} labels "
+             "(the most frequent queries and applied titles among the training members).", "",
              f"BERT {c['bert']['layers']} layers x {c['bert']['hidden']} hidden x {c['bert']['heads']} heads, "
              f"{c['bert']['max_len']}-token chunks, vocabulary {c['vocab']:,}; pre-trained on "
              f"{info['pretrain_tokens']:,} tokens (dupe factor {c['dupe_factor']}, {c['pretrain_epochs']} epoch(s)), "
@@ -175,8 +224,7 @@ def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
                                                                          "sim@5", "coverage"))
                          + f" | {info['coverage5'][name][v]:.3f} |")
         d, c5 = metrics[name], info["coverage5"][name]
-        ft = max(("fasttext+e2e", "fasttext+slice"), key=lambda v: d[v]["p@1"])
-        bert = max(("bert+e2e", "bert_ft+slice"), key=lambda v: d[v]["p@1"])
+        ft, bert = info["chosen"][name]["fasttext"], info["chosen"][name]["bert"]
         ft_best, bert_best = d[ft]["p@1"], d[bert]["p@1"]
         diff = info["hits1"][name][bert] - info["hits1"][name][ft]
         se = diff.std(ddof=1) / np.sqrt(diff.size)
@@ -184,8 +232,10 @@ def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
         slice_cov = min(d[v]["coverage"] for v in SLICE)
         lines += ["", f"002's findings on {name}: BERT_FT beats fastText on P@1 — "
                   f"**{'holds' if bert_best > ft_best else 'does not hold'}** "
-                  f"({bert} {bert_best:.3f} vs {ft} {ft_best:.3f}, "
-                  f"difference {bert_best - ft_best:+.3f} ± {se:.3f} paired standard error); "
+                  f"({bert} {bert_best:.3f} vs {ft} {ft_best:.3f} on test, each family's variant chosen on "
+                  f"validation P@1; difference {bert_best - ft_best:+.3f} ± {se:.3f} paired standard error); "
+                  f"both beat the baselines — **{'holds' if min(ft_best, bert_best) > max(d[b]['p@1'] for b in BASELINES) else 'does not hold'}** "
+                  f"(popularity {d['popularity']['p@1']:.3f}, copy-the-context {d['copy-context']['p@1']:.3f}); "
                   f"Slice has higher coverage than e2e — **{'holds' if slice_cov > e2e_cov else 'does not hold'}** "
                   f"(lowest Slice {slice_cov:.3f} vs highest e2e {e2e_cov:.3f}); at the top 5 — "
                   f"**{'holds' if min(c5[v] for v in SLICE) > max(c5[v] for v in E2E) else 'does not hold'}** "

@@ -3,11 +3,15 @@
     JOB_SEARCH hedge fund analyst VIEW c_voya_financial analyst/associate APPLY c_onewire_holdings analyst *
 
 Queries and titles are lower-cased; companies become single `c_<name>` tokens; an applied job ends with `*`.
+Each session also lists its entities (002's labels: the search queries and the titles of applied jobs).
+Control characters never reach a document (ingest refuses them; rendering turns any into spaces), so one
+session is always exactly one line.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -15,27 +19,61 @@ import pyarrow as pa
 from jobmatch.events.sessions import session_starts
 
 _NON_TOKEN = re.compile(r"[^a-z0-9]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def company_token(name: str | None) -> str:
     return "c_" + (_NON_TOKEN.sub("_", name.lower()).strip("_") if name else "unknown")
 
 
+def _clean(text: str | None) -> str:
+    return _CONTROL.sub(" ", (text or "").lower()).strip()
+
+
 def render_event(action: str, query: str | None, company: str | None, title: str | None, job_id: int | None) -> str:
     if action == "SEARCH":
-        return f"JOB_SEARCH {(query or '').lower().strip()}"
-    text = f"{action} {company_token(company)} {(title or f'job {job_id}').lower()}"
+        return f"JOB_SEARCH {_clean(query)}"
+    text = f"{action} {company_token(company)} {_clean(title) if title else f'job {job_id}'}"
     return text + " *" if action == "APPLY" else text
 
 
-def render_documents(ev: pa.Table, gap_us: int) -> dict[int, list[str]]:
+@dataclass
+class MemberDocs:
+    member_id: int
+    sessions: list[str] = field(default_factory=list)
+    entities: list[list[str]] = field(default_factory=list)  # per session: queries and applied titles
+    session_start_us: list[int] = field(default_factory=list)
+    searched: bool = False
+
+
+def build_documents(ev: pa.Table, gap_us: int) -> list[MemberDocs]:
     """`ev` has member_id, ts (epoch µs), action, query, job_id, company, title, sorted by (member_id, ts)."""
     member = ev["member_id"].to_numpy()
-    starts = session_starts(member, ev["ts"].to_numpy(), gap_us)
-    cols = [ev[c].to_pylist() for c in ("action", "query", "company", "title", "job_id")]
-    texts = [render_event(a, q, c, t, j) for a, q, c, t, j in zip(*cols)]
-    docs: dict[int, list[str]] = {}
+    ts = ev["ts"].to_numpy()
+    starts = session_starts(member, ts, gap_us)
+    actions, queries, companies, titles, jobs = (ev[c].to_pylist() for c in ("action", "query", "company", "title",
+                                                                            "job_id"))
+    docs: list[MemberDocs] = []
     bounds = np.r_[np.flatnonzero(starts), member.size]
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        docs.setdefault(int(member[lo]), []).append(" ".join(texts[lo:hi]))
+        m = int(member[lo])
+        if not docs or docs[-1].member_id != m:
+            docs.append(MemberDocs(m))
+        d = docs[-1]
+        texts, entities = [], []
+        for i in range(lo, hi):
+            a = actions[i]
+            texts.append(render_event(a, queries[i], companies[i], titles[i], jobs[i]))
+            if a == "SEARCH":
+                entities.append(_clean(queries[i]))
+                d.searched = True
+            elif a == "APPLY" and titles[i] is not None:
+                entities.append(_clean(titles[i]))
+        d.sessions.append(" ".join(texts))
+        d.entities.append(entities)
+        d.session_start_us.append(int(ts[lo]))
     return docs
+
+
+def render_documents(ev: pa.Table, gap_us: int) -> dict[int, list[str]]:
+    return {d.member_id: d.sessions for d in build_documents(ev, gap_us)}

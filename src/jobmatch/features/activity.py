@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from jobmatch.features.keys import joint_codes
+
 DAY_US = 86_400_000_000
 ACTIVITY_FEATURES = ("events_7d", "applies_30d", "apply_rate")
 
 
-def counts_before(ev_key: np.ndarray, ev_ts: np.ndarray, ev_col: np.ndarray, n_cols: int,
-                  q_key: np.ndarray, q_ts: np.ndarray) -> np.ndarray:
-    """For each query, the number of events with the same key and ts < q_ts, per column: (n_queries, n_cols)."""
+def counts_before(ev_key: np.ndarray | tuple[np.ndarray, ...], ev_ts: np.ndarray, ev_col: np.ndarray, n_cols: int,
+                  q_key: np.ndarray | tuple[np.ndarray, ...], q_ts: np.ndarray) -> np.ndarray:
+    """For each query, the number of events with the same key and ts < q_ts, per column: (n_queries, n_cols).
+
+    A key is one id column or a tuple of aligned columns (e.g. project and term), compared as a tuple."""
+    if isinstance(ev_key, tuple):
+        ev_key, q_key = joint_codes(ev_key, q_key)
     if ev_key.size == 0 or q_key.size == 0:
         return np.zeros((q_key.size, n_cols), np.int64)
     keys, kinv = np.unique(np.concatenate([ev_key, q_key]), return_inverse=True)
@@ -39,3 +45,46 @@ def activity_features(events: pa.Table, q_member: np.ndarray, q_ts: np.ndarray) 
     week = counts_before(member, ts, col, 3, q_member, q_ts - 7 * DAY_US)
     month = counts_before(member, ts, col, 3, q_member, q_ts - 30 * DAY_US)
     return np.column_stack([(now - week).sum(axis=1), now[:, 1] - month[:, 1], now[:, 1] / (now[:, 2] + 1.0)])
+
+
+class ActivityIndex:
+    """The same signals as `activity_features`, at request time: each member's event times by kind (any event,
+    APPLY, VIEW), sorted, so that a request counts them with binary searches as of *now* instead of using values
+    frozen when the service started. `add` appends events as they arrive (the nearline path)."""
+
+    KINDS = ("any", "APPLY", "VIEW")
+
+    def __init__(self, events: pa.Table):
+        member = events["member_id"].to_numpy()
+        ts = events["ts"].cast(pa.int64()).to_numpy()
+        action = events["action"].to_numpy(zero_copy_only=False)
+        self._times: dict[str, dict[int, np.ndarray]] = {}
+        for kind in self.KINDS:
+            sel = np.ones(member.size, bool) if kind == "any" else action == kind
+            m, t = member[sel], ts[sel]
+            order = np.lexsort((t, m))
+            m, t = m[order], t[order]
+            bounds = np.flatnonzero(np.r_[True, m[1:] != m[:-1], True]) if m.size else np.zeros(1, np.int64)
+            self._times[kind] = {int(m[lo]): t[lo:hi] for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist())}
+
+    def add(self, member_id: int, ts_us: int, action: str) -> None:
+        for kind in self.KINDS:
+            if kind == "any" or kind == action:
+                old = self._times[kind].get(int(member_id), np.zeros(0, np.int64))
+                self._times[kind][int(member_id)] = np.insert(old, np.searchsorted(old, ts_us, "right"), ts_us)
+
+    def _count(self, kind: str, member_id: int, lo: int | None, hi: int) -> int:
+        t = self._times[kind].get(int(member_id))
+        if t is None:
+            return 0
+        end = int(np.searchsorted(t, hi, "left"))
+        return end - (int(np.searchsorted(t, lo, "left")) if lo is not None else 0)
+
+    def features(self, member_ids, now_us: int) -> np.ndarray:
+        """(n, 3): events in the 7 days before `now_us`, applies in the 30 days before, applies per view so far."""
+        out = np.zeros((len(member_ids), 3))
+        for i, m in enumerate(np.asarray(member_ids).tolist()):
+            applies, views = self._count("APPLY", m, None, now_us), self._count("VIEW", m, None, now_us)
+            out[i] = (self._count("any", m, now_us - 7 * DAY_US, now_us),
+                      self._count("APPLY", m, now_us - 30 * DAY_US, now_us), applies / (views + 1.0))
+        return out

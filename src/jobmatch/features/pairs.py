@@ -45,6 +45,7 @@ class PairFeaturizer:
         def build(parts: tuple[list[int], list[int]], width: int) -> sp.csr_matrix:
             indptr, indices = parts
             return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(indptr) - 1, width))
+        self.skill_names = list(skill_vocab)
         self.job_skills = build(mats["job"][0], len(skill_vocab))
         self.member_skills = build(mats["member"][0], len(skill_vocab))
         self.job_title = build(mats["job"][1], len(title_vocab))

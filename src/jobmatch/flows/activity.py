@@ -1,10 +1,13 @@
 """Member activity embeddings: the scheduled inference flow and the real-time path (000).
 
-Every registered aggregator (`jobmatch.embed.aggregators.registry`) is computed for every member with activity
-and published under its own versioned name, `activity_embedding/<name>-v<version>`. The first run trains the job
-encoder and the learned aggregators on the events before its date and pushes every member; later runs recompute
-only members with events since the previous run and write them with nearline updates. `RealtimeActivity`
-recomputes one member's embeddings from their last 32 actions as each event arrives.
+Every registered aggregator (`jobmatch.embed.aggregators.registry`) is computed for every member with activity in
+the 28 days before the run's cutoff, read from the event log, and published under its own versioned name,
+`activity_embedding/<name>-v<version>`, together with the job embeddings (`activity/job_embedding`, from content:
+a job posted today is embedded today) as one manifest of the store's group `activity`. The first run trains the
+job encoder and the learned aggregators on the events before its cutoff and publishes every member; later runs
+recompute the members whose window changed — those with new events, and those whose oldest events aged out of
+the 28 days — with nearline updates (a member left with no action in the window is removed).
+`RealtimeActivity` recomputes one member's embeddings from their last 32 actions as each event arrives.
 """
 
 from __future__ import annotations
@@ -17,48 +20,61 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from jobmatch.embed.aggregators import Aggregator, DecayAggregator, LearnedAggregator, MeanAggregator, registry
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
-from jobmatch.embed.sequences import (ACTION_CODE, DAY_US, PAD, SEQ_LEN, Sequences, action_log, add_random_negatives,
-                                      member_sequences, proxy_examples)
-from jobmatch.flows.state import FlowState, day_end_us
+from jobmatch.embed.sequences import (ACTION_CODE, DAY_US, PAD, SEQ_LEN, Sequences, action_log, member_sequences,
+                                      proxy_examples)
+from jobmatch.events import Snapshot
+from jobmatch.flows.state import FlowContext, NotEnoughData
 from jobmatch.store import FeatureStore
 
 LOADERS = {"mean": MeanAggregator, "decay": DecayAggregator, "learned-cnn": LearnedAggregator,
            "learned-transformer": LearnedAggregator}
+GROUP = "activity"
+JOB_EMBEDDINGS = "activity/job_embedding"
+WINDOW_DAYS = 28
+MIN_PROXY_EXAMPLES = 50
+EVENT_COLUMNS = ["event_id", "member_id", "ts", "action", "job_id"]
 
 
 def dataset_name(agg: Aggregator) -> str:
     return f"activity_embedding/{agg.key}"
 
 
+def industries(companies: pa.Table) -> dict[int, str]:
+    return dict(zip(companies["company_id"].to_pylist(), companies["industry"].to_pylist()))
+
+
 class EmbeddingModels:
-    """The job encoder, every job's embedding, and the registered aggregators, trained or loaded together."""
+    """The job encoder, the embeddings of the jobs known, and the registered aggregators, trained or loaded
+    together. Jobs are embedded from content, so `with_jobs` extends the models to jobs posted since training."""
 
     def __init__(self, encoder: JobEncoder, job_ids: np.ndarray, job_emb: np.ndarray,
                  aggregators: Mapping[str, Aggregator]):
         self.encoder, self.job_ids, self.job_emb = encoder, job_ids, job_emb
-        self.job_row = {int(j): i for i, j in enumerate(job_ids)}
+        self.job_row = {int(j): i for i, j in enumerate(job_ids.tolist())}
         self.aggregators = dict(aggregators)
 
     @classmethod
-    def train(cls, tables: Mapping[str, pa.Table], before_us: int, epochs: int = 3, seed: int = 0
+    def train(cls, jobs: pa.Table, companies: pa.Table, events: pa.Table, epochs: int = 3, seed: int = 0
               ) -> EmbeddingModels:
-        industry = dict(zip(tables["companies"]["company_id"].to_pylist(), tables["companies"]["industry"].to_pylist()))
-        tokens = job_tokens(tables["jobs"], industry)
-        ev = tables["events"]
-        past = ev.filter(pc.less(ev["ts"].cast(pa.int64()), before_us))
-        encoder = JobEncoder(seed=seed).fit(tokens, co_interaction_pairs(past))
-        job_ids = tables["jobs"]["job_id"].to_numpy()
-        models = cls(encoder, job_ids, encoder.transform(tokens), registry(epochs=epochs, seed=seed))
-        examples = proxy_examples(add_random_negatives(action_log(past, models.job_row),
-                                                       np.random.default_rng(seed)))
+        """`events` are the ones the models may learn from (those before the cutoff)."""
+        tokens = job_tokens(jobs, industries(companies))
+        encoder = JobEncoder(seed=seed).fit(tokens, co_interaction_pairs(events))
+        models = cls(encoder, jobs["job_id"].to_numpy(), encoder.transform(tokens), registry(epochs=epochs, seed=seed))
+        examples = proxy_examples(action_log(events, models.job_row), np.random.default_rng(seed))
+        if examples.label.size < MIN_PROXY_EXAMPLES:
+            raise NotEnoughData(f"activity: {examples.label.size} proxy-task examples (members with at least 4 "
+                                f"apply/save/dismiss actions); the learned aggregators need {MIN_PROXY_EXAMPLES}")
         for agg in models.aggregators.values():
             agg.fit(examples, models.job_emb)
         return models
+
+    def with_jobs(self, jobs: pa.Table, companies: pa.Table) -> EmbeddingModels:
+        """The same models over `jobs` (every job embedded from its content)."""
+        emb = self.encoder.transform(job_tokens(jobs, industries(companies)))
+        return EmbeddingModels(self.encoder, jobs["job_id"].to_numpy(), emb, self.aggregators)
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
@@ -82,40 +98,55 @@ class EmbeddingModels:
         return {name: agg.transform(seqs, self.job_emb) for name, agg in self.aggregators.items()}
 
 
-def run_activity_embeddings(data: str | Path, home: str | Path, store: FeatureStore, as_of: datetime,
-                            epochs: int = 3, seed: int = 0) -> dict:
-    """One scheduled run as of the end of `as_of` (UTC)."""
-    data, act_home = Path(data), Path(home) / "activity"
-    flow = FlowState(act_home)
-    state = flow.data
-    as_of, cutoff = day_end_us(as_of)
-    day = flow.check_after(as_of)
-    tables = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "companies")}
-    if (act_home / "models" / "aggregators.json").exists():
-        models = EmbeddingModels.load(act_home / "models")
-    else:
-        models = EmbeddingModels.train(tables, cutoff, epochs, seed)
-        models.save(act_home / "models")
-    log = action_log(tables["events"], models.job_row)
+def load_models(snap: Snapshot, home: Path, epochs: int = 3, seed: int = 0) -> tuple[EmbeddingModels, bool]:
+    """The flow's models (trained on the first run, on the events before its cutoff), over the jobs as of now."""
+    jobs, companies = snap.entities("jobs"), snap.entities("companies")
+    directory = home / "models"
+    if (directory / "aggregators.json").exists():
+        return EmbeddingModels.load(directory).with_jobs(jobs, companies), False
+    models = EmbeddingModels.train(jobs, companies, snap.events(EVENT_COLUMNS), epochs, seed)
+    models.save(directory)
+    return models, True
+
+
+def run_activity_embeddings(ctx: FlowContext, epochs: int = 3, seed: int = 0) -> dict:
+    """One scheduled run as of the end of the context's day."""
+    flow = ctx.state("activity")
+    if (done := flow.previous_result(ctx.day)) is not None:
+        return done
+    state, cutoff = flow.data, ctx.cutoff_us
+    snap = ctx.snapshot()
+    models, trained = load_models(snap, flow.home, epochs, seed)
+    window = WINDOW_DAYS * DAY_US
     since = state.get("cutoff")
-    recent = (log[3] < cutoff) & (log[3] >= since if since else True)
-    changed = np.unique(log[0][recent])
-    seqs = member_sequences(log, cutoff, members=changed if since else None)
+    events = snap.events(EVENT_COLUMNS, since_us=cutoff - window)
+    log = action_log(events, models.job_row)
+    if since:
+        # new actions, and actions that aged out of the window since the last run
+        moved = snap.members_with_events(since_us=since - window, until_us=cutoff - window)
+        changed = np.union1d(np.unique(log[0][log[3] >= since]), moved)
+        seqs = member_sequences(log, cutoff, WINDOW_DAYS, members=changed)
+        gone = [str(m) for m in np.setdiff1d(changed, seqs.member_id).tolist()]
+    else:
+        seqs, gone = member_sequences(log, cutoff, WINDOW_DAYS), []
     vectors = models.embed(seqs)
     keys = [str(m) for m in seqs.member_id.tolist()]
-    published = {}
-    for name, agg in models.aggregators.items():
-        items = dict(zip(keys, vectors[name]))
-        if since:
-            store.update(dataset_name(agg), items)
-            published[dataset_name(agg)] = store.current_version(dataset_name(agg))
-        else:
-            published[dataset_name(agg)] = store.push(dataset_name(agg), items)
-    run = {"as_of": day, "members": len(keys), "mode": "incremental" if since else "full"}
-    state.update(cutoff=cutoff, last_as_of=day)
-    state.setdefault("runs", []).append(run)
-    flow.save()
-    return {**run, "datasets": published}
+    jobs = {str(j): v for j, v in zip(models.job_ids.tolist(), models.job_emb)}
+    datasets = {dataset_name(agg): dict(zip(keys, vectors[name])) for name, agg in models.aggregators.items()}
+    if since:
+        for name, items in datasets.items():
+            ctx.store.update(name, items, delete=gone)
+        ctx.store.update(JOB_EMBEDDINGS, jobs)
+        manifest = ctx.store.manifest(GROUP)
+    else:
+        manifest = ctx.store.publish(GROUP, {**datasets, JOB_EMBEDDINGS: jobs},
+                                     meta={"as_of": ctx.day, "dim": int(models.job_emb.shape[1]),
+                                           "encoders": list(datasets)})
+    state["cutoff"] = cutoff
+    return flow.finish(ctx.day, {"as_of": ctx.day, "status": "ok", "trained": trained,
+                                 "mode": "incremental" if since else "full", "members": len(keys),
+                                 "removed": len(gone), "jobs": len(jobs),
+                                 "version": manifest["version"] if manifest else None})
 
 
 class RealtimeActivity:
@@ -126,6 +157,7 @@ class RealtimeActivity:
         self._recent: dict[int, deque[tuple[int, int, int]]] = {}
 
     def load(self, events: pa.Table) -> RealtimeActivity:
+        """Seed each member's recent actions from the log (events sorted by member and time)."""
         member, job, code, ts = action_log(events, self.models.job_row)
         for m, j, c, t in zip(member.tolist(), job.tolist(), code.tolist(), ts.tolist()):
             self._recent.setdefault(m, deque(maxlen=SEQ_LEN)).append((j, c, t))

@@ -1,47 +1,56 @@
 """The daily user-intent flow (002 §4.5): user-activity vectors and query suggestions for every active member.
 
-The first run trains the tokenizer, pre-trains BERT, fine-tunes it on D2 and fits Slice on the fine-tuned vectors
-(BERT_FT + Slice, 002's deployed choice), and saves them under HOME/intent/models; later runs load them. Each run
-publishes two datasets as new versions: `intent/user_vector` (float32, 4 x hidden) and `intent/suggestions`
-(the top-K suggested queries per member).
+Documents come from the event log's sessionization as of the run's cutoff. The first run trains the tokenizer,
+pre-trains BERT, fine-tunes it on D2 and fits Slice on the fine-tuned vectors (BERT_FT + Slice, 002's deployed
+choice) — on a sample of `max_members` members when the config sets one — and saves them under HOME/intent/models;
+later runs load them. The first run publishes `intent/user_vector` (float32, 4 x hidden) and `intent/suggestions`
+(the top-K suggested queries) for every member active in the last 28 days as one manifest of group `intent`;
+later runs are incremental: members with new events are recomputed and members who fell out of the 28 days are
+removed, with nearline updates of the current versions.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import numpy as np
 from transformers import BertForMaskedLM
 
-from jobmatch.flows.state import FlowState, day_end_us
+from jobmatch.events import MemberDocs
+from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData, Say
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
-from jobmatch.intent.datasets import member_documents, xml_datasets
+from jobmatch.intent.datasets import xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
-from jobmatch.store import FeatureStore
 from jobmatch.xmc.slice import Slice, SliceParams
 
-VECTORS, SUGGESTIONS = "intent/user_vector", "intent/suggestions"
+GROUP, VECTORS, SUGGESTIONS = "intent", "intent/user_vector", "intent/suggestions"
 ACTIVE_DAYS = 28
-DAY_US = 86_400_000_000
+MIN_MEMBERS = 20
 
 
-def _train(docs, models: Path, cfg: IntentConfig, seed: int) -> None:
+def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, say: Say) -> None:
+    if cfg.max_members is not None and len(docs) > cfg.max_members:
+        pick = np.random.default_rng(seed).choice(len(docs), cfg.max_members, replace=False)
+        docs = [docs[i] for i in np.sort(pick)]
     xml = xml_datasets(docs, top_k=cfg.labels)
+    has = [i for i, ls in enumerate(xml.labels_d2) if ls]
+    if len(has) < MIN_MEMBERS or len(xml.label_names) < 2:
+        raise NotEnoughData(f"intent: {len(has)} members with at least two sessions and a search or an application "
+                            f"({len(xml.label_names)} distinct queries/titles); the models need {MIN_MEMBERS}")
     size = cfg.bert
-    corpus = [s for d in docs for s in d.sessions]
-    tok = ActivityTokenizer.train(corpus, vocab_size=cfg.vocab)
+    say("intent: tokenizer")
+    tok = ActivityTokenizer.train([s for d in docs for s in d.sessions], vocab_size=cfg.vocab)
     bert = build_model(tok.vocab_size, size, seed)
+    say("intent: BERT pre-training")
     pretrain(bert, tok, [i for d in docs for i in session_pairs(tok, d.sessions, size.max_len)],
              PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor, seed=seed))
-    has = [i for i, ls in enumerate(xml.labels_d2) if ls]
+    say("intent: fine-tuning")
     tuned, _ = fine_tune(bert, tok, [xml.context[i] for i in has], [xml.labels_d2[i] for i in has],
                          len(xml.label_names), size.max_len, cfg.finetune(seed))
+    say("intent: Slice")
     vectors = user_vectors(tuned, tok, [xml.context[i] for i in has], size.max_len)
     slice_model = Slice(SliceParams(shortlist=cfg.shortlist, ef_search=cfg.ef_search, seed=seed)).fit(
         vectors, [xml.labels_d2[i] for i in has], len(xml.label_names))
@@ -52,38 +61,51 @@ def _train(docs, models: Path, cfg: IntentConfig, seed: int) -> None:
     (models / "labels.json").write_text(json.dumps({"names": xml.label_names, "chunk_len": size.max_len}))
 
 
-def run_intent(data: str | Path, home: str | Path, store: FeatureStore, as_of: datetime, top_k: int = 10,
-               config: IntentConfig | None = None, seed: int = 0) -> dict:
-    data, intent_home = Path(data), Path(home) / "intent"
-    flow = FlowState(intent_home)
-    as_of, cutoff = day_end_us(as_of)
-    day = flow.check_after(as_of)
-    t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "jobs", "companies")}
-    events = t["events"].filter(pc.less(t["events"]["ts"].cast(pa.int64()), cutoff))
-    docs = member_documents(events, t["jobs"], t["companies"])
-    models = intent_home / "models"
+def run_intent(ctx: FlowContext, top_k: int = 10, config: IntentConfig | None = None, seed: int = 0) -> dict:
+    flow = ctx.state("intent")
+    if (done := flow.previous_result(ctx.day)) is not None:
+        return done
+    state, cutoff = flow.data, ctx.cutoff_us
+    snap = ctx.snapshot()
+    models = flow.home / "models"
     trained = not (models / "labels.json").exists()
+    since = state.get("cutoff")
     if trained:
-        _train(docs, models, config or IntentConfig.cpu(), seed)
+        ctx.say("intent: activity documents")
+        _train(snap.documents(), models, config or IntentConfig.cpu(), seed, ctx.say)
+    active_from = cutoff - ACTIVE_DAYS * DAY_US
+    if since and not trained:
+        changed = snap.members_with_events(since_us=since)
+        gone = np.setdiff1d(snap.members_with_events(since_us=since - ACTIVE_DAYS * DAY_US, until_us=active_from),
+                            snap.members_with_events(since_us=active_from))
+    else:
+        changed, gone = snap.members_with_events(since_us=active_from), np.zeros(0, np.int64)
+    ctx.say(f"intent: user vectors of {changed.size:,} members")
+    members = snap.documents(changed.tolist()) if changed.size else []
     tok = ActivityTokenizer.load(models / "tokenizer.json")
     bert = BertForMaskedLM.from_pretrained(models / "bert")
     slice_model = Slice.load(models / "slice")
     meta = json.loads((models / "labels.json").read_text())
-    recent = events.filter(pc.greater_equal(events["ts"].cast(pa.int64()), cutoff - ACTIVE_DAYS * DAY_US))
-    active = set(pc.unique(recent["member_id"]).to_pylist())
-    members = [d for d in docs if d.member_id in active]
-    vectors = user_vectors(bert, tok, [d.sessions for d in members], meta["chunk_len"])
-    labels, scores = slice_model.predict(vectors, top_k)
     keys = [str(d.member_id) for d in members]
-    suggestions = {k: [{"query": meta["names"][int(l)], "score": round(float(s), 4)} for l, s in zip(ls, ss)]
-                   for k, ls, ss in zip(keys, labels, scores)}
-    result = {"as_of": day, "members": len(keys), "trained": trained,
-              "versions": {VECTORS: store.push(VECTORS, dict(zip(keys, vectors))),
-                           SUGGESTIONS: store.push(SUGGESTIONS, suggestions)}}
-    flow.data["last_as_of"] = day
-    flow.data.setdefault("runs", []).append({k: v for k, v in result.items() if k != "versions"})
-    flow.save()
-    return result
+    vectors = user_vectors(bert, tok, [d.sessions for d in members], meta["chunk_len"]) if members else \
+        np.zeros((0, 1), np.float32)
+    suggestions = {}
+    if members:
+        labels, scores = slice_model.predict(vectors, top_k)
+        suggestions = {k: [{"query": meta["names"][int(lab)], "score": round(float(s), 4)} for lab, s in zip(ls, ss)]
+                       for k, ls, ss in zip(keys, labels, scores)}
+    removed = [str(m) for m in gone.tolist()]
+    if since and not trained:
+        ctx.store.update(VECTORS, dict(zip(keys, vectors)), delete=removed)
+        ctx.store.update(SUGGESTIONS, suggestions, delete=removed)
+        manifest = ctx.store.manifest(GROUP)
+    else:
+        manifest = ctx.store.publish(GROUP, {VECTORS: dict(zip(keys, vectors)), SUGGESTIONS: suggestions},
+                                     meta={"as_of": ctx.day, "labels": len(meta["names"])})
+    state["cutoff"] = cutoff
+    return flow.finish(ctx.day, {"as_of": ctx.day, "status": "ok", "trained": trained, "members": len(keys),
+                                 "removed": len(removed), "mode": "incremental" if since and not trained else "full",
+                                 "version": manifest["version"] if manifest else None})
 
 
-__all__ = ["SUGGESTIONS", "VECTORS", "run_intent"]
+__all__ = ["GROUP", "SUGGESTIONS", "VECTORS", "run_intent"]

@@ -1,30 +1,31 @@
 """The daily Qualified Applicant flow: fresh labels -> incremental retrain -> quality gate -> publish.
 
-State lives in HOME/qa/: one saved model per run (`models/<as-of>/`) and `state.json` (what is published, when
-the global model was last refit, which labels the last model was trained on). Coefficients are published to the
-feature store as one dataset, `qa/coefficients` (keys `global`, `m:<member>`, `j:<job>`; float32 vectors,
-intercept first), plus `qa/meta` (feature names); each push is an atomic version swap, and `jobmatch qa rollback`
-puts the previous version back.
+Everything is read from the event log as of the end of the run's day. State lives in HOME/qa/: one saved model
+per run (`models/<as-of>/`) and `state.json` (what is published, when the global model was last refit, which
+labels the last model was trained on). A model is published as one manifest of the store's group `qa`, so its
+coefficients, its feature names and the skill embedding its features were computed with become current together
+(and `jobmatch qa rollback` puts the previous three back together): `qa/coefficients` (keys `global`,
+`m:<member>`, `j:<job>`; float32 vectors, intercept first) and `qa/meta` (key `meta`: feature names, as-of,
+`skill_basis`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from jobmatch.metrics import auc
+from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData
 from jobmatch.game.model import GameModel
-from jobmatch.labels import DAY_US, applications, collect_labels
-from jobmatch.qa import QAFeaturizer, label_keys, qa_coordinates, subset_rows
-from jobmatch.flows.state import FlowState, day_end_us
+from jobmatch.labels import applications, collect_labels
+from jobmatch.metrics import auc
+from jobmatch.qa import QAFeaturizer, label_keys, new_labels, qa_coordinates, subset_rows
 from jobmatch.store import FeatureStore
 
-COEFFICIENTS, META = "qa/coefficients", "qa/meta"
+GROUP, COEFFICIENTS, META = "qa", "qa/coefficients", "qa/meta"
+MIN_LABELS = 50
 
 
 @dataclass(frozen=True)
@@ -42,50 +43,57 @@ def publish(store: FeatureStore, model: GameModel, featurizer: QAFeaturizer, as_
         if m is None:  # the best snapshot came before this coordinate was fit: it contributes nothing
             continue
         items.update({f"{prefix}{e}": m.coef[i] for i, e in enumerate(m.entity_ids.tolist())})
-    version = store.push(COEFFICIENTS, items)
-    store.push(META, {"meta": {"coefficients_version": version, "as_of": as_of,
-                               "global_features": list(model.coordinates_["global"].coordinate.features),
-                               "member_features": list(featurizer.job_features),
-                               "job_features": list(featurizer.member_features)}})
-    return version
+    meta = {"as_of": as_of, "global_features": list(model.coordinates_["global"].coordinate.features),
+            "member_features": list(featurizer.job_features), "job_features": list(featurizer.member_features),
+            "skill_basis": featurizer.skill_basis()}
+    manifest = store.publish(GROUP, {COEFFICIENTS: items, META: {"meta": meta}}, meta={"as_of": as_of})
+    return manifest["version"]
 
 
 def rollback(store: FeatureStore) -> int:
-    version = store.rollback(COEFFICIENTS)
-    store.rollback(META)
-    return version
+    """The previous QA model (coefficients, feature names and skill embedding together) becomes current."""
+    return store.rollback_group(GROUP)["version"]
 
 
-def run_qa(data: str | Path, home: str | Path, store: FeatureStore, as_of: datetime,
-           cfg: QAFlowConfig = QAFlowConfig()) -> dict:
-    """One daily run as of the end of `as_of` (UTC). Returns what it decided and why."""
-    data, qa_home = Path(data), Path(home) / "qa"
-    flow = FlowState(qa_home)
-    state = flow.data
-    as_of, cutoff = day_end_us(as_of)
-    tag = flow.check_after(as_of)
-
-    t = {n: pq.read_table(data / f"{n}.parquet") for n in ("events", "feedback", "jobs", "members", "projects")}
-    featurizer = QAFeaturizer(t["jobs"], t["members"], t["projects"], seed=cfg.seed)
-    labels = collect_labels(applications(t["events"], t["projects"]), t["feedback"], cutoff)
+def training_rows(ctx: FlowContext, featurizer: QAFeaturizer | None = None, seed: int = 0
+                  ) -> tuple[dict[str, np.ndarray], QAFeaturizer]:
+    """Every application before the cutoff with its label as known at the cutoff (pending ones left out)."""
+    snap = ctx.snapshot()
+    jobs, members, projects = (snap.entities(k) for k in ("jobs", "members", "projects"))
+    featurizer = featurizer or QAFeaturizer(jobs, members, projects, seed=seed)
+    labels = collect_labels(applications(snap.events(["event_id", "member_id", "ts", "action", "job_id"]),
+                                         projects), snap.feedback(), ctx.cutoff_us)
     known = labels.filter(labels["label"].is_valid())
     rows = featurizer.features(known["project_id"].to_numpy(), known["member_id"].to_numpy())
     rows["response"] = known["label"].to_numpy().astype(np.int8)
-    applied = known["applied_at"].cast(pa.int64()).to_numpy()
-    held_out = applied >= cutoff - cfg.validation_days * DAY_US
-    train, val = subset_rows(rows, ~held_out), subset_rows(rows, held_out)
-    if train["response"].size == 0 or val["response"].size == 0 or np.unique(val["response"]).size < 2:
-        raise ValueError(f"as_of: {tag} leaves no usable training or validation labels")
+    rows["applied_at"] = known["applied_at"].cast(pa.int64()).to_numpy()
+    return rows, featurizer
 
+
+def run_qa(ctx: FlowContext, cfg: QAFlowConfig = QAFlowConfig()) -> dict:
+    """One daily run. Returns what it decided and why."""
+    flow = ctx.state("qa")
+    if (done := flow.previous_result(ctx.day)) is not None:
+        return done
+    state, tag = flow.data, ctx.day
+    rows, featurizer = training_rows(ctx, seed=cfg.seed)
+    held_out = rows["applied_at"] >= ctx.cutoff_us - cfg.validation_days * DAY_US
+    train, val = subset_rows(rows, ~held_out), subset_rows(rows, held_out)
+    for name, part in (("training", train), ("validation", val)):
+        if part["response"].size < MIN_LABELS or np.unique(part["response"]).size < 2:
+            raise NotEnoughData(f"qa: as of {tag} there are {part['response'].size} labelled {name} applications "
+                                f"({int(part['response'].sum())} positive); the model needs at least {MIN_LABELS} "
+                                "with both outcomes (more days of applications and hirer feedback)")
     coords = qa_coordinates(featurizer)
-    current = GameModel.load(qa_home / "models" / state["published"]) if state.get("published") else None
+    models = flow.home / "models"
+    current = GameModel.load(models / state["published"]) if state.get("published") else None
     if current is None:
         model, mode = GameModel(coords, passes=3, seed=cfg.seed).fit(train, val), "full"
     else:
-        with np.load(qa_home / "models" / state["published"] / "labels.npz") as z:
-            seen = z["keys"]
-        new = ~np.isin(label_keys(train), seen)
-        days_since_global = (as_of.date() - datetime.fromisoformat(state["global_as_of"]).date()).days
+        with np.load(models / state["published"] / "labels.npz", allow_pickle=False) as z:
+            seen = (z["project_id"], z["member_id"], z["response"])
+        new = new_labels(train, seen)
+        days_since_global = (ctx.as_of.date() - datetime.fromisoformat(state["global_as_of"]).date()).days
         refit_global = days_since_global >= cfg.refit_global_days
         update = {"global": np.array([]) if refit_global else None,
                   "member": np.unique(train["member_id"][new]), "job": np.unique(train["job_id"][new])}
@@ -95,21 +103,20 @@ def run_qa(data: str | Path, home: str | Path, store: FeatureStore, as_of: datet
     new_auc = auc(val["response"], model.decision_function(val))
     old_auc = auc(val["response"], current.decision_function(val)) if current is not None else None
     publish_it = old_auc is None or new_auc >= old_auc - cfg.tolerance
-    out = qa_home / "models" / tag
+    out = models / tag
     model.save(out)
-    np.savez(out / "labels.npz", keys=label_keys(train))
-    decision = {"as_of": tag, "mode": mode, "train_labels": int(train["response"].size),
+    p, m, r = label_keys(train)
+    np.savez(out / "labels.npz", project_id=p, member_id=m, response=r)
+    decision = {"as_of": tag, "status": "ok", "mode": mode, "train_labels": int(train["response"].size),
                 "validation_labels": int(val["response"].size), "validation_auc": new_auc,
                 "previous_validation_auc": old_auc, "published": publish_it}
     if publish_it:
-        decision["version"] = publish(store, model, featurizer, tag)
+        decision["version"] = publish(ctx.store, model, featurizer, tag)
         state["published"] = tag
         if current is None or mode.endswith("(global refit)"):
             state["global_as_of"] = tag
     else:
+        kept = ctx.store.manifest(GROUP)
         decision["reason"] = (f"validation AUC {new_auc:.4f} is more than {cfg.tolerance} below the published "
-                              f"model's {old_auc:.4f}; keeping version {store.current_version(COEFFICIENTS)}")
-    state["last_as_of"] = tag
-    state.setdefault("runs", []).append(decision)
-    flow.save()
-    return decision
+                              f"model's {old_auc:.4f}; keeping version {kept['version'] if kept else None}")
+    return flow.finish(tag, decision)

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobmatch.features import ACTIVITY_FEATURES, PAIR_FEATURES, PairFeaturizer, activity_features, counts_before
+from jobmatch.features import (ACTIVITY_FEATURES, PAIR_FEATURES, PairFeaturizer, activity_features, counts_before,
+                               joint_codes)
 from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS, RATINGS, feature_names
 from jobmatch.hiring.terms import TERM_TYPES, ProfileTerms
 from jobmatch.hiring.weights import DEFAULT_PRIOR_STRENGTH, term_weight
@@ -72,7 +73,6 @@ def personalization_features(terms: ProfileTerms, shown: Shown, q_project: np.nd
                              q_ts: np.ndarray, combos=DEFAULT_COMBOS,
                              prior_strength: float = DEFAULT_PRIOR_STRENGTH) -> np.ndarray:
     """z features of each query row (project, member, ts) from counts strictly before ts."""
-    n_terms = terms.term_type.size
     combo_s = np.array([CHANNELS.index(s) for s, _ in combos])
     combo_r = np.array([RATINGS.index(r) for _, r in combos])
     k, n_ch = len(combos), len(CHANNELS)
@@ -97,10 +97,9 @@ def personalization_features(terms: ProfileTerms, shown: Shown, q_project: np.nd
     io, it = expand(shown.imp_m)
     fo, ft = expand(shown.fb_m[use])
     qo, qt = expand(q_member)
-    q_key = q_project[qo] * n_terms + qt
-    n = counts_before(shown.imp_p[io] * n_terms + it, shown.imp_ts[io], shown.imp_s[io], n_ch, q_key, q_ts[qo])
-    c = counts_before(shown.fb_p[use][fo] * n_terms + ft, shown.fb_ts[use][fo], fb_combo[use][fo], k,
-                      q_key, q_ts[qo])
+    q_key = (q_project[qo], qt)
+    n = counts_before((shown.imp_p[io], it), shown.imp_ts[io], shown.imp_s[io], n_ch, q_key, q_ts[qo])
+    c = counts_before((shown.fb_p[use][fo], ft), shown.fb_ts[use][fo], fb_combo[use][fo], k, q_key, q_ts[qo])
     w = term_weight(c, n[:, combo_s], C[qo], N[qo][:, combo_s], prior_strength)  # (pairs, k)
     types = terms.term_type[qt]
     z = np.zeros((q_member.size, len(TERM_TYPES), k))
@@ -115,24 +114,20 @@ def personalization_features(terms: ProfileTerms, shown: Shown, q_project: np.nd
 def candidate_impressions(events: pa.Table, projects: pa.Table, hirer_impressions: pa.Table) -> pa.Table:
     """Candidates shown to hirers: applicants (APPLY events, via the job's project) and sourced candidates.
 
-    Columns project_id, member_id, channel, ts, request_id; applicants of one project on one day form a request.
+    Columns project_id, member_id, channel, ts, request_id; the applicants of one project on one UTC day form one
+    request (`a:<project>:<day>`), a sourcing request keeps the producer's request id.
     """
-    applies = events.filter(pc.equal(events["action"], "APPLY"))
-    job_to_project = dict(zip(projects["job_id"].to_pylist(), projects["project_id"].to_pylist()))
-    jobs = applies["job_id"].to_numpy()
-    has = np.fromiter((j in job_to_project for j in jobs.tolist()), bool, jobs.size)
-    p = np.array([job_to_project[j] for j in jobs[has].tolist()], np.int64)
-    ts = applies["ts"].cast(pa.int64()).to_numpy()[has]
-    day = ts // DAY_US
-    offset = int(pc.max(hirer_impressions["request_id"]).as_py() or 0) + 1 if hirer_impressions.num_rows else 0
-    _, req = np.unique(np.stack([p, day]), axis=1, return_inverse=True)
-    applicants = pa.table({
-        "project_id": p, "member_id": applies["member_id"].to_numpy()[has],
-        "channel": pa.array(["applicants"] * p.size, pa.string()),
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "request_id": req.ravel().astype(np.int64) + offset,
-    })
+    applies = events.filter(pc.equal(events["action"], "APPLY")).select(["member_id", "job_id", "ts"])
+    applicants = applies.join(projects.select(["project_id", "job_id"]), "job_id", join_type="inner")
+    day = pc.cast(pc.divide(applicants["ts"].cast(pa.int64()), DAY_US), pa.int64())
+    request = pc.binary_join_element_wise("a", pc.cast(applicants["project_id"], pa.string()),
+                                          pc.cast(day, pa.string()), ":")
+    applicants = pa.table({"project_id": applicants["project_id"], "member_id": applicants["member_id"],
+                           "channel": pa.array(["applicants"] * applicants.num_rows, pa.string()),
+                           "ts": applicants["ts"], "request_id": request})
     sourced = hirer_impressions.select(["project_id", "member_id", "channel", "ts", "request_id"])
-    return pa.concat_tables([applicants.cast(sourced.schema), sourced]).sort_by([("ts", "ascending")])
+    both = pa.concat_tables([applicants.cast(sourced.schema), sourced])
+    return both.sort_by([("ts", "ascending"), ("request_id", "ascending"), ("member_id", "ascending")])
 
 
 @dataclass
@@ -155,12 +150,10 @@ def build_dataset(events: pa.Table, feedback: pa.Table, jobs: pa.Table, members:
     s = np.array([CHANNELS.index(c) for c in chan.tolist()], np.int64)
     # graded label: the best rating this candidate got from this project in this channel (eventually)
     grade = np.array([GRADE[r] for r in RATINGS])[shown.fb_r]
-    key_f = (shown.fb_p * (1 << 24) + shown.fb_m) * 4 + shown.fb_s
-    best: dict[int, int] = {}
-    for k_, g in zip(key_f.tolist(), grade.tolist()):
-        best[k_] = max(best.get(k_, 0), g)
-    key_q = (p * (1 << 24) + m) * 4 + s
-    label = np.fromiter((best.get(k_, 0) for k_ in key_q.tolist()), np.int64, key_q.size)
+    key_f, key_q = joint_codes((shown.fb_p, shown.fb_m, shown.fb_s), (p, m, s))
+    best = np.zeros(max(int(key_f.max(initial=-1)), int(key_q.max(initial=-1))) + 1, np.int64)
+    np.maximum.at(best, key_f, grade)
+    label = best[key_q]
     prior = counts_before(shown.fb_p, shown.fb_ts, np.zeros(shown.fb_p.size, np.int64), 1, p, ts)[:, 0]
     pair = PairFeaturizer(jobs, members, projects).features(p, m)
     act = activity_features(events, m, ts)

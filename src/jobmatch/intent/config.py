@@ -13,7 +13,8 @@ class IntentConfig:
     intent` finish in 30 minutes on two cores; `paper()` is 002's BERT (12 x 128, 512 tokens, dupe factor 3), meant
     for a GPU; `quick()` is for tests."""
 
-    max_members: int | None = None  # evaluation only: a sample of the members
+    name: str = "cpu"
+    max_members: int | None = None  # a sample of the members to train on (the flow still serves every member)
     labels: int = 1000
     bert: BertSize = field(default_factory=BertSize)
     vocab: int = 6000
@@ -29,8 +30,16 @@ class IntentConfig:
 
     @classmethod
     def quick(cls) -> IntentConfig:
-        return cls(max_members=1500, labels=200, bert=BertSize(layers=4, hidden=32, heads=2, max_len=64), vocab=1500,
-                   finetune_epochs=1, fasttext_dim=32, fasttext_epochs=2, e2e_epochs=5, shortlist=50, ef_search=100)
+        return cls(name="quick", max_members=1500, labels=200, bert=BertSize(layers=4, hidden=32, heads=2, max_len=64),
+                   vocab=1500, finetune_epochs=1, fasttext_dim=32, fasttext_epochs=2, e2e_epochs=5, shortlist=50,
+                   ef_search=100)
+
+    @classmethod
+    def main(cls) -> IntentConfig:
+        """The size `jobmatch run main` uses: a sample of members and a small BERT, so the whole main job stays
+        within its time budget on two cores; `cpu` is the full-size evaluation."""
+        return cls(name="main", max_members=5000, labels=500, bert=BertSize(layers=2, hidden=64, heads=2, max_len=128),
+                   vocab=4000, finetune_epochs=1, fasttext_dim=64, fasttext_epochs=3, e2e_epochs=10)
 
     @classmethod
     def cpu(cls) -> IntentConfig:
@@ -38,14 +47,14 @@ class IntentConfig:
 
     @classmethod
     def paper(cls) -> IntentConfig:
-        return cls(bert=BertSize.paper(), dupe_factor=3, finetune_chunks=1)
+        return cls(name="paper", bert=BertSize.paper(), dupe_factor=3, finetune_chunks=1)
 
     def finetune(self, seed: int) -> FineTuneParams:
         return FineTuneParams(epochs=self.finetune_epochs, n_chunks=self.finetune_chunks, seed=seed)
 
     @classmethod
     def named(cls, name: str) -> IntentConfig:
-        presets = {"quick": cls.quick, "cpu": cls.cpu, "paper": cls.paper}
+        presets = {"quick": cls.quick, "main": cls.main, "cpu": cls.cpu, "paper": cls.paper}
         if name not in presets:
             raise ValueError(f"size: expected one of {', '.join(presets)}, got {name!r}")
         return presets[name]()

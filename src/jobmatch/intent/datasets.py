@@ -1,53 +1,20 @@
 """XML datasets of 002 §5.1 from activity documents, and the fastText baseline.
 
-Each member's sessions are rendered as text (002 Figure 2) with their entities: the search queries and the titles
-of applied jobs. Context = the first 80% of a member's sessions. D1 labels = entities of the held-out last 20%;
+Each member's sessions come from the event log as activity documents (002 Figure 2) with their entities: the
+search queries and the titles of applied jobs (`jobmatch.events.MemberDocs`). Context = the first 80% of a
+member's sessions. D1 labels = entities of the held-out last 20%;
 D2 labels = entities of all sessions. The label space is the top-K most frequent entities.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
-from jobmatch.events.documents import render_event
-from jobmatch.events.sessions import session_starts
-
-
-@dataclass
-class MemberDocs:
-    member_id: int
-    sessions: list[str]
-    entities: list[list[str]]  # per session
-    searched: bool
-
-
-def member_documents(events: pa.Table, jobs: pa.Table, companies: pa.Table, gap_us: int = 30 * 60_000_000
-                     ) -> list[MemberDocs]:
-    ev = events.sort_by([("member_id", "ascending"), ("ts", "ascending"), ("event_id", "ascending")])
-    title = dict(zip(jobs["job_id"].to_pylist(), jobs["title"].to_pylist()))
-    company_of = dict(zip(jobs["job_id"].to_pylist(), jobs["company_id"].to_pylist()))
-    company = dict(zip(companies["company_id"].to_pylist(), companies["name"].to_pylist()))
-    member = ev["member_id"].to_numpy()
-    starts = session_starts(member, ev["ts"].cast(pa.int64()).to_numpy(), gap_us)
-    actions, queries, job_ids = ev["action"].to_pylist(), ev["query"].to_pylist(), ev["job_id"].to_pylist()
-    docs: dict[int, MemberDocs] = {}
-    for i, (m, a, q, j) in enumerate(zip(member.tolist(), actions, queries, job_ids)):
-        d = docs.setdefault(m, MemberDocs(m, [], [], False))
-        if starts[i]:
-            d.sessions.append("")
-            d.entities.append([])
-        text = render_event(a, q, company.get(company_of.get(j)), title.get(j), j)
-        d.sessions[-1] = f"{d.sessions[-1]} {text}" if d.sessions[-1] else text
-        if a == "SEARCH":
-            d.entities[-1].append((q or "").lower().strip())
-            d.searched = True
-        elif a == "APPLY" and j in title:
-            d.entities[-1].append(title[j].lower())
-    return list(docs.values())
+from jobmatch.events.documents import MemberDocs
 
 
 @dataclass
@@ -59,10 +26,13 @@ class XMLData:
     label_names: list[str]
 
 
-def xml_datasets(docs: list[MemberDocs], top_k: int = 1000, context_share: float = 0.8) -> XMLData:
-    """Members with at least two sessions; labels limited to the top-K entities (by member count)."""
+def xml_datasets(docs: list[MemberDocs], top_k: int = 1000, context_share: float = 0.8,
+                 label_members: Collection[int] | None = None) -> XMLData:
+    """Members with at least two sessions; labels limited to the top-K entities by member count, counted over
+    `label_members` only when given (an evaluation's training members: test members must not shape the labels)."""
     usable = [d for d in docs if len(d.sessions) >= 2]
-    counts = Counter(e for d in usable for e in {e for s in d.entities for e in s})
+    counted = usable if label_members is None else [d for d in usable if d.member_id in label_members]
+    counts = Counter(e for d in counted for e in {e for s in d.entities for e in s})
     names = [e for e, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]]
     index = {e: i for i, e in enumerate(names)}
     members, context, d1, d2 = [], [], [], []
@@ -102,5 +72,4 @@ def entity_vectors(model, names: list[str]) -> np.ndarray:
     return np.stack([mean_word_vector(model, n) for n in names]).astype(np.float32)
 
 
-__all__ = ["MemberDocs", "XMLData", "entity_vectors", "fasttext_model", "fasttext_user_vectors", "member_documents",
-           "xml_datasets"]
+__all__ = ["XMLData", "entity_vectors", "fasttext_model", "fasttext_user_vectors", "xml_datasets"]

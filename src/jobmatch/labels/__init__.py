@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobmatch.features.keys import joint_codes
 from jobmatch.schema import NEGATIVE_FEEDBACK, POSITIVE_FEEDBACK
 
 DAY_US = 86_400_000_000
@@ -76,8 +77,7 @@ def collect_labels(apps: pa.Table, feedback: pa.Table, as_of_us: int, policy: La
     project = apps["project_id"].to_numpy()
     member = apps["member_id"].to_numpy()
     applied = apps["applied_at"].cast(pa.int64()).to_numpy()
-    key = project * (1 << 31) + member
-    f_key = fb["project_id"].to_numpy() * (1 << 31) + fb["member_id"].to_numpy()
+    key, f_key = joint_codes((project, member), (fb["project_id"].to_numpy(), fb["member_id"].to_numpy()))
     f_ts = fb["ts"].cast(pa.int64()).to_numpy()
     kind = fb["feedback"].to_numpy(zero_copy_only=False)
     is_pos = np.isin(kind, [f.value for f in POSITIVE_FEEDBACK])

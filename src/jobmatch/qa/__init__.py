@@ -15,29 +15,43 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from jobmatch.game.model import Coordinate
-from jobmatch.features import PAIR_FEATURES, IdIndex, PairFeaturizer
+from jobmatch.features import PAIR_FEATURES, IdIndex, PairFeaturizer, rows_in
 
 GLOBAL_FEATURES = PAIR_FEATURES
 
 
 class QAFeaturizer:
-    def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table, rank: int = 6, seed: int = 0):
+    """`skill_basis` (skill -> its row of the embedding), when given, fixes the skill embedding: the one a model
+    was trained with is published beside its coefficients so that serving computes the same features even after
+    the job and member tables have changed. Skills it does not know embed to zero."""
+
+    def __init__(self, jobs: pa.Table, members: pa.Table, projects: pa.Table, rank: int = 6, seed: int = 0,
+                 skill_basis: dict[str, list[float]] | None = None):
         self.pairs = PairFeaturizer(jobs, members, projects)
         self.project_of_job = dict(zip(projects["job_id"].to_pylist(), projects["project_id"].to_pylist()))
         self._project_index = IdIndex(projects["project_id"].to_numpy(), "project_id")
         self._project_job_ids = projects["job_id"].to_numpy()
-        stacked = sp.vstack([self.pairs.member_skills, self.pairs.job_skills]).astype(np.float64)
-        norms = np.sqrt(np.maximum(np.asarray(stacked.sum(axis=1)).ravel(), 1.0))
-        stacked = sp.diags(1.0 / norms) @ stacked
-        k = min(rank, min(stacked.shape) - 1)
-        v0 = np.random.default_rng(seed).normal(size=min(stacked.shape))
-        _, _, vt = svds(stacked, k=k, v0=v0)
-        vt = vt[::-1]  # largest singular values first
-        vt *= np.sign(vt[:, :1] + 1e-12)  # a fixed sign per component, for reproducible features
-        self._basis = vt.T
+        if skill_basis is None:
+            stacked = sp.vstack([self.pairs.member_skills, self.pairs.job_skills]).astype(np.float64)
+            norms = np.sqrt(np.maximum(np.asarray(stacked.sum(axis=1)).ravel(), 1.0))
+            stacked = sp.diags(1.0 / norms) @ stacked
+            k = min(rank, min(stacked.shape) - 1)
+            v0 = np.random.default_rng(seed).normal(size=min(stacked.shape))
+            _, _, vt = svds(stacked, k=k, v0=v0)
+            vt = vt[::-1]  # largest singular values first
+            vt *= np.sign(vt[:, :1] + 1e-12)  # a fixed sign per component, for reproducible features
+            self._basis = vt.T
+        else:
+            k = len(next(iter(skill_basis.values()))) if skill_basis else rank
+            self._basis = np.array([skill_basis.get(s, [0.0] * k) for s in self.pairs.skill_names], np.float64
+                                   ).reshape(len(self.pairs.skill_names), k)
         self.rank = k
         self.job_features = ("job_seniority", "job_remote") + tuple(f"job_skill_{i}" for i in range(k))
         self.member_features = ("member_seniority", "open_to_work") + tuple(f"member_skill_{i}" for i in range(k))
+
+    def skill_basis(self) -> dict[str, list[float]]:
+        """The skill embedding as a JSON-able record, to publish with a model trained on these features."""
+        return {name: [float(x) for x in row] for name, row in zip(self.pairs.skill_names, self._basis)}
 
     def _embed(self, matrix: sp.csr_matrix) -> np.ndarray:
         norms = np.sqrt(np.maximum(np.asarray(matrix.sum(axis=1)).ravel(), 1.0))
@@ -76,6 +90,11 @@ def subset_rows(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.n
     return {k: v[mask] for k, v in cols.items()}
 
 
-def label_keys(rows: dict[str, np.ndarray]) -> np.ndarray:
-    """One int64 per (application, label): a label that changes counts as new."""
-    return (rows["project_id"] * (1 << 31) + rows["member_id"]) * 2 + rows["response"]
+def label_keys(rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(project, member, label) columns: an application whose label changes counts as new."""
+    return rows["project_id"], rows["member_id"], rows["response"]
+
+
+def new_labels(rows: dict[str, np.ndarray], seen: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Mask of the rows whose (application, label) is not in `seen` (a previous `label_keys`)."""
+    return ~rows_in(label_keys(rows), seen)

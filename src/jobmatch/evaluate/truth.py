@@ -1,0 +1,51 @@
+"""The simulator's ground truth, read only by evaluations (and studies) that are handed its folder explicitly.
+
+No flow or model module may import this (an import-linter contract and a test that watches file opens enforce
+it): models learn from the event log alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class Truth:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not (self.folder / "members.parquet").is_file():
+            raise FileNotFoundError(f"truth: {str(self.folder)!r} is not a simulator's truth folder "
+                                    "(written by `jobmatch simulate` beside its data)")
+
+    def _table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.folder / f"{name}.parquet", columns=columns)
+
+    def drifted_members(self, from_us: int, to_us: int) -> np.ndarray:
+        """Members whose latent intent drifted in [from_us, to_us)."""
+        t = self._table("members", ["member_id", "drift_at"])
+        at = t["drift_at"].cast(pa.int64()).fill_null(-1).to_numpy()
+        return t["member_id"].to_numpy()[(at >= from_us) & (at < to_us)]
+
+    def true_preference(self, members: pa.Table, project_ids: np.ndarray, member_ids: np.ndarray) -> np.ndarray:
+        """Each (project, candidate) pair's true project-preference term (skills listed or hidden, occupation,
+        seniority) — the ceiling for any learned per-project preference feature."""
+        weights = {(r["project_id"], r["term_type"], r["term"]): r["weight"]
+                   for r in self._table("project_preferences").to_pylist()}
+        hidden = dict(zip(*(self._table("members", ["member_id", "hidden_skills"])[c].to_pylist()
+                            for c in ("member_id", "hidden_skills"))))
+        ids = members["member_id"].to_pylist()
+        row = {m: i for i, m in enumerate(ids)}
+        skills = [set(a or []) | set(hidden.get(m) or []) for m, a in zip(ids, members["skills"].to_pylist())]
+        occ, sen = members["occupation"].to_pylist(), members["seniority"].to_pylist()
+        out = np.empty(len(project_ids))
+        for k, (p, m) in enumerate(zip(np.asarray(project_ids).tolist(), np.asarray(member_ids).tolist())):
+            i = row[m]
+            out[k] = (sum(weights.get((p, "skill", s), 0.0) for s in skills[i])
+                      + weights.get((p, "occupation", occ[i]), 0.0) + weights.get((p, "seniority", str(sen[i])), 0.0))
+        return out
+
+    def impression_outcomes(self) -> pa.Table:
+        return self._table("impression_outcomes")
