@@ -409,9 +409,8 @@ def _eval_log(db: Optional[Path], data: Optional[Path], out: Path, say) -> Itera
 def _truth(truth: Optional[Path]):
     from jobmatch.evaluate.truth import Truth
 
-    if truth is None:
-        default = OPTIONS.home / "truth"
-        return Truth(default) if (default / "members.parquet").is_file() else None
+    if truth is None:  # the main job keeps the simulator's truth in HOME/truth
+        return Truth.find(OPTIONS.home / "truth")
     try:
         return Truth(truth)
     except FileNotFoundError as e:
@@ -513,7 +512,7 @@ def store_ls(store: StoreSpec = None) -> None:
             typer.echo(f"{name}\tcurrent={fs.current_version(name)}\tversions={fs.versions(name)}")
         for group in fs.groups():
             m = fs.manifest(group)
-            typer.echo(f"manifest {group}\tversion={m['version']}\t{json.dumps(m.get('meta') or {})[:120]}")
+            typer.echo(f"manifest {group}\tversion={m.version}\t{json.dumps(m.meta)[:120]}")
 
 
 @store_app.command("get")
@@ -539,7 +538,7 @@ def store_rollback(dataset: str, store: StoreSpec = None) -> None:
     """Make the previous version of DATASET (or of a model manifest: qa, activity, intent, hiring) current."""
     with _open_store(_store_spec(store)) as fs:
         if dataset in fs.groups():
-            typer.echo(f"{dataset}: manifest version {fs.rollback_group(dataset)['version']} is current")
+            typer.echo(f"{dataset}: manifest version {fs.rollback_group(dataset).version} is current")
         else:
             typer.echo(f"{dataset}: version {fs.rollback(dataset)} is current")
 

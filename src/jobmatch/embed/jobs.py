@@ -32,11 +32,14 @@ def job_tokens(jobs: pa.Table, industry_of_company: dict[int, str]) -> list[list
                "remote" if remote[i] else "onsite"] for i in range(jobs.num_rows)]
 
 
-def co_interaction_pairs(events: pa.Table, max_gap: int = 3) -> np.ndarray:
-    """(job_a, job_b) pairs of positive actions (APPLY/SAVE) of one member at most `max_gap` actions apart."""
+def co_interaction_pairs(events: pa.Table, job_row: dict[int, int], max_gap: int = 3) -> np.ndarray:
+    """(row_a, row_b) pairs — rows of the jobs table, via `job_row` — of positive actions (APPLY/SAVE) of one member
+    at most `max_gap` actions apart; actions on jobs not in `job_row` are left out."""
     pos = events.filter(pc.is_in(events["action"], pa.array(["APPLY", "SAVE"])))
     pos = pos.sort_by([("member_id", "ascending"), ("ts", "ascending")])
-    m, j = pos["member_id"].to_numpy(), pos["job_id"].to_numpy()
+    m = pos["member_id"].to_numpy()
+    j = np.fromiter((job_row.get(int(x), -1) for x in pos["job_id"].to_numpy()), np.int64, pos.num_rows)
+    m, j = m[j >= 0], j[j >= 0]
     pairs = [np.stack([j[:-k], j[k:]], 1)[(m[:-k] == m[k:]) & (j[:-k] != j[k:])] for k in range(1, max_gap + 1)]
     return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
 

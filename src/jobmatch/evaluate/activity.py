@@ -84,12 +84,12 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
     industry = dict(zip(t["companies"]["company_id"].to_pylist(), t["companies"]["industry"].to_pylist()))
     tokens = job_tokens(t["jobs"], industry)
     before = ev.filter(pc.less(ev["ts"].cast(pa.int64()), train_from))
+    job_ids = t["jobs"]["job_id"].to_numpy()
+    job_row = {int(j): i for i, j in enumerate(job_ids.tolist())}
     started = time.perf_counter()
-    encoder = JobEncoder(epochs=1 if quick else 2, seed=seed).fit(tokens, co_interaction_pairs(before))
+    encoder = JobEncoder(epochs=1 if quick else 2, seed=seed).fit(tokens, co_interaction_pairs(before, job_row))
     seconds["job_encoder"] = time.perf_counter() - started
     job_emb = encoder.transform(tokens)
-    job_ids = t["jobs"]["job_id"].to_numpy()
-    job_row = {int(j): i for i, j in enumerate(job_ids)}
     log = action_log(ev, job_row)
 
     say("learned aggregators")

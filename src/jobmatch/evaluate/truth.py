@@ -20,6 +20,14 @@ class Truth:
             raise FileNotFoundError(f"truth: {str(self.folder)!r} is not a simulator's truth folder "
                                     "(written by `jobmatch simulate` beside its data)")
 
+    @classmethod
+    def find(cls, folder: str | Path) -> Truth | None:
+        """The truth in `folder` if there is one there (simulated data), else None."""
+        try:
+            return cls(folder)
+        except FileNotFoundError:
+            return None
+
     def _table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.folder / f"{name}.parquet", columns=columns)
 

@@ -61,7 +61,8 @@ class EmbeddingModels:
               ) -> EmbeddingModels:
         """`events` are the ones the models may learn from (those before the cutoff)."""
         tokens = job_tokens(jobs, industries(companies))
-        encoder = JobEncoder(seed=seed).fit(tokens, co_interaction_pairs(events))
+        job_row = {int(j): i for i, j in enumerate(jobs["job_id"].to_pylist())}
+        encoder = JobEncoder(seed=seed).fit(tokens, co_interaction_pairs(events, job_row))
         models = cls(encoder, jobs["job_id"].to_numpy(), encoder.transform(tokens), registry(epochs=epochs, seed=seed))
         examples = proxy_examples(action_log(events, models.job_row), np.random.default_rng(seed))
         if examples.label.size < MIN_PROXY_EXAMPLES:
@@ -146,7 +147,7 @@ def run_activity_embeddings(ctx: FlowContext, epochs: int = 3, seed: int = 0) ->
     return flow.finish(ctx.day, {"as_of": ctx.day, "status": "ok", "trained": trained,
                                  "mode": "incremental" if since else "full", "members": len(keys),
                                  "removed": len(gone), "jobs": len(jobs),
-                                 "version": manifest["version"] if manifest else None})
+                                 "version": manifest.version if manifest else None})
 
 
 class RealtimeActivity:

@@ -94,7 +94,7 @@ def run_hiring(ctx: FlowContext, cfg: HiringFlowConfig = HiringFlowConfig()) -> 
                                      meta={"as_of": ctx.day})
         state["ranker_as_of"] = ctx.day
         result |= {"ranker": "trained", "train_rows": int(keep.sum()), "rated_requests": int(rated),
-                   "version": manifest["version"]}
+                   "version": manifest.version}
     else:
         result["ranker"] = f"kept (trained {last}; retrained every {cfg.retrain_days} days)"
     state["cutoff"] = ctx.cutoff_us

@@ -105,7 +105,7 @@ def run_intent(ctx: FlowContext, top_k: int = 10, config: IntentConfig | None = 
     state["cutoff"] = cutoff
     return flow.finish(ctx.day, {"as_of": ctx.day, "status": "ok", "trained": trained, "members": len(keys),
                                  "removed": len(removed), "mode": "incremental" if since and not trained else "full",
-                                 "version": manifest["version"] if manifest else None})
+                                 "version": manifest.version if manifest else None})
 
 
 __all__ = ["GROUP", "SUGGESTIONS", "VECTORS", "run_intent"]

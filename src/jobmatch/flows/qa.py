@@ -47,12 +47,12 @@ def publish(store: FeatureStore, model: GameModel, featurizer: QAFeaturizer, as_
             "member_features": list(featurizer.job_features), "job_features": list(featurizer.member_features),
             "skill_basis": featurizer.skill_basis()}
     manifest = store.publish(GROUP, {COEFFICIENTS: items, META: {"meta": meta}}, meta={"as_of": as_of})
-    return manifest["version"]
+    return manifest.version
 
 
 def rollback(store: FeatureStore) -> int:
     """The previous QA model (coefficients, feature names and skill embedding together) becomes current."""
-    return store.rollback_group(GROUP)["version"]
+    return store.rollback_group(GROUP).version
 
 
 def training_rows(ctx: FlowContext, featurizer: QAFeaturizer | None = None, seed: int = 0
@@ -118,5 +118,5 @@ def run_qa(ctx: FlowContext, cfg: QAFlowConfig = QAFlowConfig()) -> dict:
     else:
         kept = ctx.store.manifest(GROUP)
         decision["reason"] = (f"validation AUC {new_auc:.4f} is more than {cfg.tolerance} below the published "
-                              f"model's {old_auc:.4f}; keeping version {kept['version'] if kept else None}")
+                              f"model's {old_auc:.4f}; keeping version {kept.version if kept else None}")
     return flow.finish(tag, decision)

@@ -31,8 +31,10 @@ class CandidateRanker:
                 "subsample": self.subsample, "seed": self.seed, "nthread": self.n_threads, "tree_method": "hist"}
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, feature_names: list[str]) -> CandidateRanker:
-        order = np.argsort(groups, kind="stable")
-        dtrain = xgb.DMatrix(X[order], label=y[order], qid=groups[order], feature_names=list(feature_names))
+        # request ids are opaque (strings or int64): XGBoost wants small integers, sorted
+        _, qid = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.argsort(qid, kind="stable")
+        dtrain = xgb.DMatrix(X[order], label=y[order], qid=qid.ravel()[order], feature_names=list(feature_names))
         self.booster_ = xgb.train(self._params(), dtrain, num_boost_round=self.n_estimators)
         self.feature_names_ = list(feature_names)
         return self

@@ -533,7 +533,11 @@ class _Simulation:
         # jobs by (occupation, posting time): the open jobs of an occupation at time t are a contiguous run
         order = np.lexsort((jobs.posted, jobs.occ))
         occ_start = np.searchsorted(jobs.occ[order], np.arange(n_occ + 1))
-        key = jobs.occ[order].astype(np.int64) * (1 << 40) + (jobs.posted[order] - t0 + (1 << 39))
+        # one int64 key per (occupation, posting time): times are offset from before the earliest posting and each
+        # occupation gets a range wider than the whole time span, so a search never runs into the next occupation
+        base = int(min(jobs.posted.min(), t0)) - 4 * US_PER_DAY
+        width = 1 << int(np.ceil(np.log2(max(int(jobs.posted.max()), int(i_time.max())) - base + 1)))
+        key = jobs.occ[order].astype(np.int64) * width + (jobs.posted[order] - base)
         i_job = np.full(n_i, -1, np.int64)
         for attempt in range(6):
             todo = np.flatnonzero(i_job < 0)
@@ -541,8 +545,8 @@ class _Simulation:
                 break
             o = src[todo] if attempt < 4 else rng.choice(n_occ, size=todo.size, p=popularity)
             t = i_time[todo]
-            hi = np.searchsorted(key, o * (1 << 40) + (t - t0 + (1 << 39)), side="right")
-            lo_fresh = np.searchsorted(key, o * (1 << 40) + (t - 3 * US_PER_DAY - t0 + (1 << 39)))
+            hi = np.searchsorted(key, o * width + (t - base), side="right")
+            lo_fresh = np.searchsorted(key, o * width + np.maximum(t - 3 * US_PER_DAY - base, 0))
             lo = np.where(fresh_only[todo], lo_fresh, occ_start[o])
             ok = hi > lo
             pick = lo + (rng.random(todo.size) * (hi - lo)).astype(np.int64)
@@ -665,7 +669,6 @@ class _Simulation:
             c_proj = np.repeat(r_proj, per_req)
             c_time = np.repeat(r_time, per_req)
             c_req = np.repeat(np.arange(request, request + r_proj.size), per_req)
-            c_pos = np.tile(np.arange(per_req), r_proj.size)
             request += r_proj.size
             job_occ = jobs.occ[c_proj]
             c_occ = np.where(rng.random(c_proj.size) < breadth, job_occ, self.occ.related1(rng, job_occ))
@@ -676,6 +679,12 @@ class _Simulation:
                 # passive sourcing favours open-to-work members
                 wts = np.where(members.otw[pool], 2.0, 1.0)
                 cands[sel] = rng.choice(pool, size=sel.size, p=wts / wts.sum())
+            # a request lists a candidate once: later draws of the same member are dropped
+            _, first = np.unique(np.stack([c_req, cands]), axis=1, return_index=True)
+            once = np.sort(first)
+            c_proj, cands, c_time, c_req = c_proj[once], cands[once], c_time[once], c_req[once]
+            starts = np.flatnonzero(np.r_[True, c_req[1:] != c_req[:-1]])
+            c_pos = np.arange(c_req.size) - np.repeat(starts, np.diff(np.r_[starts, c_req.size]))
             shown_parts.append((c_proj, cands, c_time, chan, c_req, c_pos))
             sc = hirer.score(rng, cands, c_proj) - 0.4 * (chan == 2) + 0.5 * members.otw[cands]
             pos = rng.random(cands.size) < _sigmoid(sc)
