@@ -23,18 +23,19 @@ def slice_scaling(label_counts: list[int], dim: int = 64, n_query: int = 2000, s
     for L in label_counts:
         model = Slice(SliceParams(shortlist=100, ef_search=200, M=32, seed=seed))
         # a fitted model's state, built directly: prediction time does not depend on how the weights were learned
-        model.n_labels_ = L
+        model.n_labels_, model.n_features_in_ = L, dim
         model.label_vectors_ = _unit(rng.normal(size=(L, dim)))
-        model.w_ = rng.normal(size=(L, dim)) * 0.1
-        model.b_ = np.zeros(L)
-        model.index_ = model._index(model.label_vectors_)
+        model.W_ = (rng.normal(size=(L, dim)) * 0.1).astype(np.float32)
+        model.b_ = np.zeros(L, np.float32)
+        model.index_ = model._hnsw(model.label_vectors_)
+        model.selection_ = {"C": 1.0, "classifier_weight": 0.8, "predict_shortlist": 100}
         X = rng.normal(size=(n_query, dim)).astype(np.float32)
         start = time.perf_counter()
         model.predict(X, 10)
         t_slice = (time.perf_counter() - start) / n_query * 1e3
         start = time.perf_counter()
         for s in range(0, n_query, 256):
-            scores = _unit(X[s:s + 256]) @ model.w_.T + model.b_
+            scores = _unit(X[s:s + 256]) @ model.W_.T + model.b_
             np.argpartition(-scores, 10, axis=1)[:, :10]
         t_brute = (time.perf_counter() - start) / n_query * 1e3
         print(f"{L:>8,} {t_slice:>15.3f} {t_brute:>21.3f} {t_brute / t_slice:>8.1f}x")

@@ -1,11 +1,12 @@
-"""XR-Linear (PECOS) side of `slice_vs_pecos.py`, run inside the benchmark's own virtual environment.
+"""XR-Linear (PECOS) side of `xmc_bench.py`, run inside the benchmark's own virtual environment.
 
 libpecos pins scipy < 1.14 and numpy < 2, so it cannot share jobmatch's environment; the two sides exchange
 features and predictions through .npz files (plain arrays, no pickle).
 
     python pecos_xrlinear.py IN.npz OUT.npz
-IN holds x_train, y_indptr, y_indices (the training labels as CSR), n_labels, x_test, k;
-OUT receives top_k (n_test x k label ids, -1 where fewer were returned), train_s and predict_s.
+IN holds the features as x_train / x_test (dense) or x_train_{data,indices,indptr,shape} / x_test_{...} (CSR),
+y_indptr, y_indices (the training labels as CSR), n_labels, k and threads; OUT receives top_k (n_test x k label ids, -1
+where fewer were returned), train_s and predict_s.
 """
 
 import sys
@@ -17,20 +18,27 @@ from pecos.xmc import Indexer, LabelEmbeddingFactory
 from pecos.xmc.xlinear.model import XLinearModel
 
 
+def features(d, name: str):
+    if name in d:
+        return np.ascontiguousarray(d[name], dtype=np.float32)
+    return sp.csr_matrix((d[f"{name}_data"].astype(np.float32), d[f"{name}_indices"], d[f"{name}_indptr"]),
+                         shape=tuple(d[f"{name}_shape"]))
+
+
 def main(src: str, dst: str) -> None:
     d = np.load(src)
-    x_train = np.ascontiguousarray(d["x_train"], dtype=np.float32)
-    x_test = np.ascontiguousarray(d["x_test"], dtype=np.float32)
-    n_labels, k = int(d["n_labels"]), int(d["k"])
+    x_train, x_test = features(d, "x_train"), features(d, "x_test")
+    n_labels, k, threads = int(d["n_labels"]), int(d["k"]), int(d["threads"])
     y_train = sp.csr_matrix((np.ones(d["y_indices"].size, np.float32), d["y_indices"], d["y_indptr"]),
                             shape=(x_train.shape[0], n_labels)).tocsc()
     start = time.perf_counter()
     # PIFA label embeddings -> hierarchical k-means label tree -> one-vs-rest linear models at every level
-    chain = Indexer.gen(LabelEmbeddingFactory.create(y_train, x_train, method="pifa"), seed=0)
-    model = XLinearModel.train(x_train, y_train, C=chain)
+    chain = Indexer.gen(LabelEmbeddingFactory.create(y_train, x_train, method="pifa", threads=threads), seed=0,
+                        threads=threads)
+    model = XLinearModel.train(x_train, y_train, C=chain, threads=threads)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    pred = model.predict(x_test, beam_size=10, only_topk=k).tocsr()
+    pred = model.predict(x_test, beam_size=10, only_topk=k, threads=threads).tocsr()
     predict_s = time.perf_counter() - start
     top = np.full((x_test.shape[0], k), -1, np.int64)
     for i in range(x_test.shape[0]):

@@ -1,21 +1,21 @@
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime, timezone
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanAggregator
 from jobmatch.embed.jobs import JobEncoder
-from jobmatch.embed.sequences import (APPLY, DISMISS, PAD, RAND_NEG, SAVE, SEQ_LEN, ProxyExamples, Sequences,
-                                      action_log, add_random_negatives, member_sequences, proxy_examples)
+from jobmatch.embed.sequences import (APPLY, DISMISS, PAD, SAVE, SEQ_LEN, ProxyExamples, Sequences, action_log,
+                                      member_sequences, proxy_examples)
 from jobmatch.metrics import auc
-from jobmatch.flows.activity import EmbeddingModels, RealtimeActivity, dataset_name, run_activity_embeddings
-from jobmatch.simulate import SimConfig, simulate, write_market
-from jobmatch.store import SQLiteStore
-from jobmatch.taxonomy import builtin_taxonomy
+from jobmatch.events import EventLog
+from jobmatch.flows.activity import (JOB_EMBEDDINGS, EmbeddingModels, RealtimeActivity, dataset_name,
+                                     run_activity_embeddings)
+from jobmatch.flows.state import FlowContext
+from jobmatch.store import open_store
 
 DIM = 8
 
@@ -102,19 +102,41 @@ def test_proxy_dataset_rules():
     assert ((ex.context.action != PAD).sum(axis=1) <= SEQ_LEN - 1).all()
     newest = ex.context.member_id == 1
     assert (ex.context.action[newest][0] != PAD).sum() == SEQ_LEN - 1  # a full window: 31 before the target
-    aug = add_random_negatives(log, rng)
-    positives = np.isin(code, [APPLY, SAVE]).sum()
-    assert (aug[2] == RAND_NEG).sum() == positives
-    assert (np.diff(aug[3])[np.diff(aug[0]) == 0] >= 0).all()  # still time-ordered per member
     # on a larger log (positives dominate, as in 000's 97/3), random negatives bring the classes near 50/50
     big_member = np.repeat(np.arange(400), rng.integers(4, 60, 400))
     big_code = rng.choice([APPLY, SAVE, DISMISS], big_member.size, p=[0.6, 0.37, 0.03]).astype(np.int8)
     big = (big_member, rng.integers(30, size=big_member.size), big_code, np.arange(big_member.size) * 3_600_000_000)
-    assert proxy_examples(big).label.mean() > 0.9
-    ex2 = proxy_examples(add_random_negatives(big, rng))
+    plain = proxy_examples(big)
+    assert plain.label.mean() > 0.9
+    ex2 = proxy_examples(big, rng)
     assert 0.4 < ex2.label.mean() < 0.6
-    tcode = np.where(ex2.label == 1, APPLY, np.where(ex2.weight < 1, RAND_NEG, DISMISS))
-    assert (ex2.weight[tcode == RAND_NEG] < ex2.weight[tcode == DISMISS].min()).all()  # RAND_NEG weighs less
+    rand_neg = ex2.weight < 1
+    assert rand_neg.sum() == plain.label.sum()  # one random negative per positive
+    assert (ex2.weight[rand_neg] < ex2.weight[(ex2.label == 0) & ~rand_neg].min()).all()  # RAND_NEG weighs less
+
+
+def test_random_negatives_cannot_be_told_by_position():
+    """A random negative is never part of a context: every context holds real actions only, and each random
+    negative shares its context with the positive it was drawn for, so the context alone cannot tell them apart."""
+    rng = np.random.default_rng(3)
+    member = np.repeat(np.arange(200), rng.integers(4, 50, 200))
+    code = rng.choice([APPLY, SAVE, DISMISS], member.size, p=[0.5, 0.4, 0.1]).astype(np.int8)
+    log = (member, rng.integers(40, size=member.size), code, np.sort(rng.integers(0, 10**12, member.size)))
+    ex = proxy_examples(log, rng)
+    assert set(np.unique(ex.context.action).tolist()) <= {PAD, APPLY, SAVE, DISMISS}
+    n_real = proxy_examples(log).label.size
+    neg = np.arange(ex.label.size) >= n_real
+    twins = np.flatnonzero(ex.label[:n_real] == 1)
+    assert neg.sum() == twins.size and (ex.label[neg] == 0).all()
+    np.testing.assert_array_equal(ex.context.job[neg], ex.context.job[twins])
+    np.testing.assert_array_equal(ex.context.action[neg], ex.context.action[twins])
+    # the last context action says nothing about the label once the targets are paired
+    last = ex.context.action[:, -1]
+    paired = np.r_[twins, np.flatnonzero(neg)]
+    for a in (APPLY, SAVE, DISMISS):
+        sel = last[paired] == a
+        if sel.sum() > 20:
+            assert abs(ex.label[paired][sel].mean() - 0.5) < 1e-9
 
 
 def test_learned_encoder_beats_chance_on_a_known_task():
@@ -142,49 +164,52 @@ def test_learned_encoder_beats_chance_on_a_known_task():
         assert got > 0.9, (arch, got)
 
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    cfg = SimConfig(members=1200, days=21, seed=8)
-    return write_market(simulate(builtin_taxonomy(), cfg), tmp_path_factory.mktemp("act"), cfg, "builtin")
+def test_flow_publishes_every_encoder_then_only_changed_members(small_log, tmp_path):
+    from conftest import writable_copy
+
+    spec = f"sqlite:{tmp_path / 'store.sqlite'}"
+    with EventLog(writable_copy(small_log, tmp_path)) as log, open_store(spec, create=True) as store:
+        first = run_activity_embeddings(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 18)), epochs=1)
+        names = {"activity_embedding/mean-v1", "activity_embedding/decay-v1", "activity_embedding/learned-cnn-v2",
+                 "activity_embedding/learned-transformer-v2", JOB_EMBEDDINGS}
+        assert first["mode"] == "full" and set(store.manifest("activity").datasets) == names
+        models = EmbeddingModels.load(tmp_path / "activity" / "models")
+        ev = log.snapshot(int(datetime(2026, 1, 19, tzinfo=timezone.utc).timestamp() * 1e6)).events()
+        seqs = member_sequences(action_log(ev, models.job_row), int(datetime(2026, 1, 19, tzinfo=timezone.utc)
+                                                                     .timestamp() * 1e6))
+        member = int(seqs.member_id[0])
+        for name, agg in models.aggregators.items():
+            stored = store.get_one(dataset_name(agg), str(member))
+            np.testing.assert_allclose(stored, agg.transform(seqs.take(np.array([0])), models.job_emb)[0], rtol=1e-5,
+                                       atol=1e-6)
+        second = run_activity_embeddings(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 20)))
+        assert second["mode"] == "incremental" and 0 < second["members"] < first["members"]
+        assert store.current_version("activity_embedding/mean-v1") == 1  # nearline updates, no new version
+        assert run_activity_embeddings(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 20)))["status"] \
+            == "already done"
+        with pytest.raises(ValueError, match="before the last run"):
+            run_activity_embeddings(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 19)))
+        # a member whose only actions aged out of the 28-day window loses their embedding
+        much_later = run_activity_embeddings(FlowContext.create(log, store, spec, tmp_path, date(2026, 2, 24)))
+        assert much_later["removed"] > 0 and store.get_one("activity_embedding/mean-v1", str(member)) is None
+
+        live = RealtimeActivity(models, store).load(ev)
+        assert live.update_member(member, {"action": "VIEW", "job_id": 1, "ts": 0}) is None
+        now = int(datetime(2026, 1, 26).timestamp() * 1e6)
+        vectors = live.update_member(member, {"action": "APPLY", "job_id": int(models.job_ids[5]), "ts": now})
+        batch = models.embed(live.sequence(member, now + 1))
+        for name in vectors:
+            np.testing.assert_array_equal(vectors[name], batch[name][0])
+            np.testing.assert_allclose(store.get_one(dataset_name(models.aggregators[name]), str(member)), vectors[name])
+        with pytest.raises(ValueError, match="job_id"):
+            live.update_member(member, {"action": "SAVE", "job_id": 10**9, "ts": now})
 
 
-def test_flow_publishes_every_encoder_then_only_changed_members(market, tmp_path):
-    store = SQLiteStore(tmp_path / "store.sqlite")
-    first = run_activity_embeddings(market, tmp_path, store, datetime(2026, 1, 18), epochs=1)
-    assert first["mode"] == "full" and set(first["datasets"]) == {
-        "activity_embedding/mean-v1", "activity_embedding/decay-v1", "activity_embedding/learned-cnn-v1",
-        "activity_embedding/learned-transformer-v1"}
-    models = EmbeddingModels.load(tmp_path / "activity" / "models")
-    ev = pq.read_table(market / "events.parquet")
-    log = action_log(ev, models.job_row)
-    seqs = member_sequences(log, int(datetime(2026, 1, 19).timestamp() * 1e6) + 0)
-    member = int(seqs.member_id[0])
-    for name, agg in models.aggregators.items():
-        stored = store.get_one(dataset_name(agg), str(member))
-        np.testing.assert_allclose(stored, agg.transform(seqs.take(np.array([0])), models.job_emb)[0], rtol=1e-5,
-                                   atol=1e-6)
-    second = run_activity_embeddings(market, tmp_path, store, datetime(2026, 1, 20))
-    assert second["mode"] == "incremental" and 0 < second["members"] < first["members"]
-    assert store.current_version("activity_embedding/mean-v1") == 1  # nearline updates, no new version
-    with pytest.raises(ValueError, match="as_of"):
-        run_activity_embeddings(market, tmp_path, store, datetime(2026, 1, 20))
-
-    live = RealtimeActivity(models, store).load(ev)
-    assert live.update_member(member, {"action": "VIEW", "job_id": 1, "ts": 0}) is None
-    now = int(datetime(2026, 1, 26).timestamp() * 1e6)
-    vectors = live.update_member(member, {"action": "APPLY", "job_id": int(models.job_ids[5]), "ts": now})
-    batch = models.embed(live.sequence(member, now + 1))
-    for name in vectors:
-        np.testing.assert_array_equal(vectors[name], batch[name][0])
-        np.testing.assert_allclose(store.get_one(dataset_name(models.aggregators[name]), str(member)), vectors[name])
-    with pytest.raises(ValueError, match="job_id"):
-        live.update_member(member, {"action": "SAVE", "job_id": 10**9, "ts": now})
-    store.close()
-
-
-def test_evaluate_activity_contract(market, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "activity", "--data", str(market), "--out",
-                        str(tmp_path / "e"), "--quick"], capture_output=True, text=True, timeout=600)
+def test_evaluate_activity_contract(small_market, tmp_path):
+    _, data, truth = small_market
+    r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "activity", "--data", str(data), "--truth",
+                        str(truth), "--out", str(tmp_path / "e"), "--quick"], capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     variants = ["profile", "mean", "decay", "learned-cnn", "learned-transformer"]
