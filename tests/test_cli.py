@@ -8,32 +8,40 @@ import pytest
 
 def jobmatch(*args: str, **env: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "jobmatch.cli", *args], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, **env})
+                            timeout=900, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     return result
 
 
-def test_main_job_writes_the_report(tmp_path):
-    out = tmp_path / "run"
-    jobmatch("run", "main", "--out", str(out), "--members", "600", "--days", "21", "--seed", "4")
-    report = (out / "report.md").read_text()
+def test_main_job_then_the_readers_with_no_flags(tmp_path):
+    home = tmp_path / "home"
+    jobmatch("--home", str(home), "run", "main", "--members", "800", "--days", "21", "--seed", "4", "--size", "quick")
+    report = (home / "report.md").read_text()
     for heading in ("Seeds' regime", "Action and channel shares", "Sessions by length", "002 Figure 3",
-                    "hiring/report.md", "qa/report.md", "activity/report.md"):
+                    "hiring/report.md", "qa/report.md", "activity/report.md", "intent/report.md"):
         assert heading in report
-    from jobmatch.store import open_store
-
-    with open_store(f"sqlite:{out / 'store.sqlite'}") as fs:
-        assert {"qa/coefficients", "activity_embedding/mean-v1", "activity_embedding/learned-cnn-v1"} <= set(
-            fs.datasets())
-    assert (out / "sessions_by_length.png").stat().st_size > 10_000
-    stats = json.loads((out / "marketplace.json").read_text())
+    assert {p.name for p in home.iterdir()} >= {"data", "truth", "events.duckdb", "store.sqlite", "flows", "hiring",
+                                                 "qa", "activity", "intent"}
+    assert not (home / "data" / "truth").exists()
+    env = {"JOBMATCH_HOME": str(home)}
+    listing = jobmatch("store", "ls", **env).stdout
+    for name in ("qa/coefficients", "activity_embedding/mean-v1", "activity_embedding/learned-cnn-v2",
+                 "intent/suggestions", "hiring/ranker", "manifest qa", "manifest intent"):
+        assert name in listing, listing
+    assert (home / "sessions_by_length.png").stat().st_size > 10_000
+    stats = json.loads((home / "marketplace.json").read_text())
     assert stats["events"] > 0 and abs(sum(stats["action_share"].values()) - 1) < 1e-9
     assert sum(r["sessions"] for r in stats["by_session_length"]) == stats["sessions"]
-    docs = jobmatch("documents", "0", "1", "--db", str(out / "events.duckdb")).stdout
+    docs = jobmatch("documents", "0", "1", **env).stdout
     assert docs.startswith("# member 0")
-    short = subprocess.run([sys.executable, "-m", "jobmatch.cli", "run", "main", "--out", str(tmp_path / "s"),
+    from jobmatch.store import open_store
+
+    with open_store(f"sqlite:{home / 'store.sqlite'}") as fs:
+        member = next(k for k in map(str, range(200)) if fs.get_one("intent/suggestions", k) is not None)
+    assert len(jobmatch("suggest", member, **env).stdout.splitlines()) == 10
+    short = subprocess.run([sys.executable, "-m", "jobmatch.cli", "--home", str(tmp_path / "s"), "run", "main",
                             "--days", "7"], capture_output=True, text=True)
-    assert short.returncode == 2 and "days" in short.stderr
+    assert short.returncode == 2 and "days" in short.stderr and "Traceback" not in short.stderr
 
 
 @pytest.mark.parametrize("taxonomy", ["builtin", "onet"])
@@ -43,8 +51,8 @@ def test_simulate_command_with_both_taxonomies(tmp_path, taxonomy, request):
              str(tmp_path / "sim"))
     names = {p.name for p in (tmp_path / "sim").iterdir()}
     assert {"companies.parquet", "jobs.parquet", "members.parquet", "projects.parquet", "events.parquet",
-            "feedback.parquet", "truth"} <= names
-    meta = json.loads((tmp_path / "sim" / "truth" / "simulation.json").read_text())
+            "feedback.parquet", "impressions.parquet", "hirer_impressions.parquet"} == names
+    meta = json.loads((tmp_path / "sim-truth" / "simulation.json").read_text())
     assert meta["taxonomy"] == spec and meta["config"]["members"] == 300
 
 
@@ -52,7 +60,7 @@ def test_store_commands(tmp_path):
     from jobmatch.store import open_store
 
     spec = f"sqlite:{tmp_path / 'store.sqlite'}"
-    with open_store(spec) as fs:
+    with open_store(spec, create=True) as fs:
         fs.push("activity_embedding/mean", {"1": [0.5, 1.0]})
         fs.push("activity_embedding/mean", {"1": [2.0]})
     assert "current=2" in jobmatch("store", "ls", "--store", spec).stdout

@@ -207,6 +207,20 @@ def test_project_counts_conformance(counts):
     assert counts.lookup(3, np.array([10])).tolist() == [0]
 
 
+def test_sqlite_counts_are_not_created_by_readers(tmp_path):
+    from jobmatch.hiring.state import SQLiteProjectCounts
+    from jobmatch.store import StoreError
+
+    path = tmp_path / "store.sqlite"
+    with pytest.raises(StoreError, match="no project counts"):
+        SQLiteProjectCounts(path, create=False)
+    assert not path.exists()
+    SQLiteProjectCounts(path).close()
+    reader = SQLiteProjectCounts(path, create=False)
+    assert reader.lookup(1, np.array([5])).tolist() == [0]
+    reader.close()
+
+
 def test_sqlite_counts_are_shared_by_processes(tmp_path, hiring):
     import subprocess
     import sys

@@ -75,21 +75,18 @@ def test_user_vector_is_4h_and_independent_of_padding(tok):
     assert len(chunks(tok, CORPUS[:40], 64, n_chunks=5)) == 5  # only the recent 5 chunks
 
 
-def test_evaluate_intent_quick_contract(tmp_path):
+def test_evaluate_intent_quick_contract(tmp_path, small_market):
     import json
     import subprocess
     import sys
 
-    from jobmatch.simulate import SimConfig, simulate, write_market
-    from jobmatch.taxonomy import builtin_taxonomy
-
-    cfg = SimConfig(members=800, days=14, seed=12)
-    data = write_market(simulate(builtin_taxonomy(), cfg), tmp_path / "data", cfg, "builtin")
+    data = small_market[1]
     r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "intent", "--data", str(data), "--out",
                         str(tmp_path / "e"), "--quick"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    variants = ["fasttext+e2e", "bert+e2e", "fasttext+slice", "bert_pt+slice", "bert_ft+slice"]
+    variants = ["fasttext+e2e", "bert+e2e", "fasttext+slice", "bert_pt+slice", "bert_ft+slice", "popularity",
+                "copy-context"]
     keys = ["p@1", "p@3", "p@5", "sim@1", "sim@3", "sim@5", "coverage"]
     assert list(m) == ["D1", "D2"]
     for d in m.values():
@@ -97,36 +94,47 @@ def test_evaluate_intent_quick_contract(tmp_path):
         assert all(0 <= v[k] <= 1 for v in d.values() for k in keys)
     # a learned suggester beats the base rate: fastText + Slice P@1 on D2 well above 1 / labels
     assert m["D2"]["fasttext+slice"]["p@1"] > 0.1
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "chosen on validation" in report and "copy-the-context" in report
     bad = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "intent", "--data", str(data), "--out",
                           str(tmp_path / "e"), "--size", "huge"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--size" in bad.stderr and "'huge'" in bad.stderr
 
 
-def test_intent_flow_publishes_vectors_and_suggestions(tmp_path):
+def test_intent_flow_publishes_vectors_and_suggestions(tiny_log, tmp_path):
+    import shutil
     import subprocess
     import sys
-    from datetime import datetime
+    from datetime import date
 
-    from jobmatch.flows.intent import SUGGESTIONS, VECTORS, run_intent
+    from jobmatch.events import EventLog
+    from jobmatch.flows.intent import GROUP, SUGGESTIONS, VECTORS, run_intent
+    from jobmatch.flows.state import FlowContext
     from jobmatch.intent.config import IntentConfig
-    from jobmatch.simulate import SimConfig, simulate, write_market
-    from jobmatch.store import SQLiteStore
-    from jobmatch.taxonomy import builtin_taxonomy
+    from jobmatch.store import open_store
 
-    cfg = SimConfig(members=500, days=10, seed=13)
-    data = write_market(simulate(builtin_taxonomy(), cfg), tmp_path / "data", cfg, "builtin")
-    store = SQLiteStore(tmp_path / "store.sqlite")
-    first = run_intent(data, tmp_path, store, datetime(2026, 1, 12), top_k=5, config=IntentConfig.quick())
-    assert first["trained"] and first["members"] > 100 and store.current_version(SUGGESTIONS) == 1
-    second = run_intent(data, tmp_path, store, datetime(2026, 1, 14), top_k=5, config=IntentConfig.quick())
-    assert not second["trained"] and store.current_version(VECTORS) == 2
-    member = next(k for k in ("0", "1", "2", "3", "4", "5") if store.get_one(SUGGESTIONS, k) is not None)
-    vector = store.get_one(VECTORS, member)
+    db = tmp_path / "events.duckdb"
+    shutil.copy(tiny_log, db)
+    spec = f"sqlite:{tmp_path / 'store.sqlite'}"
+    with EventLog(db) as log, open_store(spec, create=True) as store:
+        first = run_intent(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 12)), top_k=5,
+                           config=IntentConfig.quick())
+        assert first["trained"] and first["members"] > 100 and store.manifest(GROUP).datasets == {
+            VECTORS: 1, SUGGESTIONS: 1}
+        second = run_intent(FlowContext.create(log, store, spec, tmp_path, date(2026, 1, 14)), top_k=5,
+                            config=IntentConfig.quick())
+        # incremental: only members with new events, written into the current versions
+        assert not second["trained"] and second["mode"] == "incremental" and 0 < second["members"] < first["members"]
+        assert store.current_version(VECTORS) == 1
+        member = next(k for k in map(str, range(50)) if store.get_one(SUGGESTIONS, k) is not None)
+        vector = store.get_one(VECTORS, member)
     assert vector.shape == (4 * 32,)
-    store.close()
-    out = subprocess.run([sys.executable, "-m", "jobmatch.cli", "suggest", member, "--store",
-                          f"sqlite:{tmp_path / 'store.sqlite'}"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "jobmatch.cli", "suggest", member, "--store", spec],
+                         capture_output=True, text=True)
     assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 5
+    unknown = subprocess.run([sys.executable, "-m", "jobmatch.cli", "suggest", "999999", "--store", spec],
+                             capture_output=True, text=True)
+    assert unknown.returncode == 2 and "member 999999" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_fine_tuning_learns_a_known_answer(tok):

@@ -1,21 +1,21 @@
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobmatch.flows.qa import COEFFICIENTS, QAFlowConfig, rollback, run_qa
+from jobmatch.events import EventLog
+from jobmatch.flows.qa import COEFFICIENTS, META, QAFlowConfig, rollback, run_qa, training_rows
+from jobmatch.flows.state import FlowContext, NotEnoughData
 from jobmatch.game.model import GameModel
 from jobmatch.game.serving import QAScorer, TTLCache
 from jobmatch.labels import DAY_US, collect_labels, positive_latency
 from jobmatch.qa import QAFeaturizer
-from jobmatch.simulate import SimConfig, simulate, write_market
-from jobmatch.store import SQLiteStore
-from jobmatch.taxonomy import builtin_taxonomy
+from jobmatch.store import open_store
 
 T0 = int(datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp() * 1e6)
 H = 3_600_000_000
@@ -59,44 +59,70 @@ def test_label_rules_as_of_a_date():
     assert positive_latency(labels, 3) == pytest.approx([1 / 3, 2 / 3, 2 / 3])
 
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    cfg = SimConfig(members=1500, days=21, seed=5)
-    return write_market(simulate(builtin_taxonomy(), cfg), tmp_path_factory.mktemp("qa"), cfg, "builtin")
+@pytest.fixture
+def flow(small_log, tmp_path):
+    """A writable copy of the small market's log, a store, and a context for any day."""
+    from conftest import writable_copy
+
+    spec = f"sqlite:{tmp_path / 'store.sqlite'}"
+    with EventLog(writable_copy(small_log, tmp_path)) as log, open_store(spec, create=True) as store:
+        yield log, store, lambda day: FlowContext.create(log, store, spec, tmp_path, day)
 
 
-def test_daily_flow_publishes_gates_and_rolls_back(market, tmp_path):
-    store = SQLiteStore(tmp_path / "store.sqlite")
-    first = run_qa(market, tmp_path, store, datetime(2026, 1, 14))
-    assert first["mode"] == "full" and first["published"] and store.current_version(COEFFICIENTS) == 1
-    second = run_qa(market, tmp_path, store, datetime(2026, 1, 15))
+def test_daily_flow_publishes_gates_and_rolls_back(flow):
+    log, store, ctx = flow
+    first = run_qa(ctx(date(2026, 1, 15)))
+    assert first["mode"] == "full" and first["published"] and store.manifest("qa").version == 1
+    assert store.manifest("qa").datasets == {COEFFICIENTS: 1, META: 1}
+    second = run_qa(ctx(date(2026, 1, 16)), QAFlowConfig(tolerance=1.0))  # a gate anything passes
     assert second["mode"].startswith("incremental") and second["previous_validation_auc"] is not None
     assert second["published"] and store.current_version(COEFFICIENTS) == 2
     # a gate that nothing can pass keeps the published model and says why
-    third = run_qa(market, tmp_path, store, datetime(2026, 1, 16), QAFlowConfig(tolerance=-1.0))
+    third = run_qa(ctx(date(2026, 1, 17)), QAFlowConfig(tolerance=-1.0))
     assert not third["published"] and "keeping version 2" in third["reason"]
     assert store.current_version(COEFFICIENTS) == 2
-    assert rollback(store) == 1 and store.current_version(COEFFICIENTS) == 1
-    with pytest.raises(ValueError, match="as_of"):
-        run_qa(market, tmp_path, store, datetime(2026, 1, 16))
-    store.close()
+    # rollback puts coefficients and their meta back together
+    rollback(store)
+    assert store.current_version(COEFFICIENTS) == 1 and store.current_version(META) == 1
+    assert run_qa(ctx(date(2026, 1, 17)))["status"] == "already done"
+    with pytest.raises(ValueError, match="before the last run"):
+        run_qa(ctx(date(2026, 1, 16)))
+    # labels are as known at the cutoff: the model of the 15th never saw feedback given after the 15th
+    rows, _ = training_rows(ctx(date(2026, 1, 15)))
+    assert rows["applied_at"].max() < ctx(date(2026, 1, 15)).cutoff_us
 
 
-def test_scorer_fetches_once_caches_and_matches_the_model(market, tmp_path):
-    store = SQLiteStore(tmp_path / "store.sqlite")
-    run_qa(market, tmp_path, store, datetime(2026, 1, 14))
-    model = GameModel.load(tmp_path / "qa" / "models" / "2026-01-14")
-    t = {n: pq.read_table(market / f"{n}.parquet") for n in ("jobs", "members", "projects")}
-    f = QAFeaturizer(t["jobs"], t["members"], t["projects"])
+def test_a_log_too_short_is_one_clear_line(flow):
+    _, _, ctx = flow
+    with pytest.raises(NotEnoughData, match="qa: as of 2026-01-06 there are"):
+        run_qa(ctx(date(2026, 1, 6)))
+
+
+def test_scorer_fetches_once_caches_and_matches_the_model(flow, tmp_path):
+    log, store, ctx = flow
+    run_qa(ctx(date(2026, 1, 15)))
+    model = GameModel.load(tmp_path / "qa" / "models" / "2026-01-15")
+    snap = log.snapshot()
+    meta = store.get_one(META, "meta")
+    # serving computes the features with the skill embedding published beside the coefficients
+    f = QAFeaturizer(snap.entities("jobs"), snap.entities("members"), snap.entities("projects"),
+                     skill_basis=meta["skill_basis"])
     now = [0.0]
     scorer = QAScorer(store, f.features, f.project_of_job, TTLCache(ttl_s=60, clock=lambda: now[0]))
     member, jobs = int(model.coordinates_["member"].entity_ids[0]), list(range(0, 300, 3))
     got = scorer.score_member(member, jobs)
     assert scorer.fetches == 1
+    trained = QAFeaturizer(*(log.snapshot(ctx(date(2026, 1, 15)).cutoff_us).entities(k)
+                             for k in ("jobs", "members", "projects")))
     cols = f.features(np.array([f.project_of_job[j] for j in jobs]), np.full(len(jobs), member))
     expected = model.contributions(cols)
     for name in ("global", "member", "job"):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5)  # float32 in the store
+    # the published embedding is the one the model was trained with
+    probe = np.array([f.project_of_job[j] for j in jobs[:3]])
+    np.testing.assert_allclose(
+        f.features(probe, np.full(3, member))["member_skill_0"],
+        trained.features(probe, np.full(3, member))["member_skill_0"], rtol=1e-9, atol=1e-12)
     scorer.score_member(member, jobs[:10])
     assert scorer.fetches == 1  # all cached
     now[0] = 120.0
@@ -106,11 +132,11 @@ def test_scorer_fetches_once_caches_and_matches_the_model(market, tmp_path):
     np.testing.assert_allclose(single, got["probability"][:5], rtol=1e-12)
     by_job = scorer.score_job(jobs[0], [member, member])
     assert by_job["probability"][0] == pytest.approx(got["probability"][0])
-    no_model = int(np.setdiff1d(t["members"]["member_id"].to_numpy(), model.coordinates_["member"].entity_ids)[0])
+    no_model = int(np.setdiff1d(snap.entities("members")["member_id"].to_numpy(),
+                                model.coordinates_["member"].entity_ids)[0])
     assert scorer.score_member(no_model, jobs[:2])["member"].tolist() == [0.0, 0.0]  # no model -> contributes 0
     with pytest.raises(ValueError, match="job_id"):
         scorer.score_member(member, [10**9])
-    store.close()
 
 
 def test_game_cli_trains_and_scores(tmp_path):
@@ -144,9 +170,9 @@ def test_game_cli_trains_and_scores(tmp_path):
     assert r.returncode == 2 and "l2" in r.stderr
 
 
-def test_evaluate_qa_contract(market, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "qa", "--data", str(market), "--out",
-                        str(tmp_path / "e")], capture_output=True, text=True, timeout=600)
+def test_evaluate_qa_contract(small_market, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "evaluate", "qa", "--data", str(small_market[1]),
+                        "--out", str(tmp_path / "e")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert list(m["auc"]) == ["gbdt", "global", "global+member", "global+member+job", "game"]
@@ -154,3 +180,7 @@ def test_evaluate_qa_contract(market, tmp_path):
     f = m["freshness"]
     assert set(f) == {"days", "auc_frozen", "auc_daily"} and len(f["days"]) == len(f["auc_daily"]) >= 3
     assert f["auc_frozen"][0] == pytest.approx(f["auc_daily"][0])  # the same model on day 1
+    # 21 days are too short for a fully matured test window: the recent window with its pending share
+    assert m["protocol"] == "recent" and 0 < m["windows"]["recent"]["pending_share"] < 1
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "pending" in report and "as known at the cutoff" in report

@@ -543,37 +543,25 @@ def store_rollback(dataset: str, store: StoreSpec = None) -> None:
             typer.echo(f"{dataset}: version {fs.rollback(dataset)} is current")
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from jobmatch.events import ConflictError, IngestError, LogError
-    from jobmatch.flows.state import NotEnoughData
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input or environment can cause (bad files, options, ids, stores): one line, exit 2. Anything
+    else is a bug and keeps its traceback."""
+    from jobmatch.events import LogError
     from jobmatch.store import StoreError
 
-    errors: list[type[BaseException]] = [IngestError, LogError, ConflictError, NotEnoughData, StoreError,
-                                         FileNotFoundError, LookupError]
-    try:
-        from jobmatch.game.job import GameJobError
-
-        errors.append(GameJobError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (ValueError, LogError, StoreError, FileNotFoundError, LookupError)
 
 
 def main() -> None:
     """The entry point: a user's mistake is one red line and exit code 2, never a traceback (unless --debug)."""
     try:
         app()
-    except _known_errors() as e:
+    except _user_errors() as e:
         if OPTIONS.debug:
             traceback.print_exc()
-        console.print(f"[red]{escape(str(e).strip())}", highlight=False, soft_wrap=True)
+        message = str(e).strip() if not isinstance(e, KeyError) else str(e.args[0])
+        console.print(f"[red]{escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (ValueError, RuntimeError) as e:
-        if OPTIONS.debug:
-            traceback.print_exc()
-        console.print(f"[red]{type(e).__name__}: {escape(str(e).strip())}", highlight=False, soft_wrap=True)
-        console.print("(if this looks like a bug, run the command again with --debug and report the traceback)")
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def run_main(home: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: S
         with open_store(spec, create=True) as store:
             ctx = FlowContext.create(log, store, spec, paths["flows"], last_day, say=lambda m: say(f"daily: {m}"))
             daily = run_daily(ctx, DailyConfig(gap_minutes=gap_minutes, intent=intent))
-        failed = {k: v["reason"] for k, v in daily.items() if v["status"] in ("failed", "skipped")}
+        failed = {k: v["reason"] for k, v in daily.items() if v["status"] == "failed"}
         if failed:
             raise RuntimeError("run daily: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         hiring = evaluate_hiring(log, home / "hiring", truth, say=lambda m: say(f"hiring: {m}"))
@@ -87,7 +87,8 @@ def run_main(home: str | Path, cfg: SimConfig, taxonomy: str = "builtin", say: S
         f"events, {counts.get('impressions', 0):,} seeker and {counts.get('hirer_impressions', 0):,} hirer "
         f"impressions; sessions split at {gap_minutes:g} idle minutes.\n\n"
         f"`jobmatch run daily` as of {last_day.date()} published every model to `store.sqlite` "
-        "(`jobmatch store ls`): " + "; ".join(f"{k} {v['status']}" for k, v in daily.items()) + ".\n\n"
+        "(`jobmatch store ls`): " + "; ".join(f"{k} {v['status']}" + (f" ({v['reason']})" if v.get("reason") else "")
+                                             for k, v in daily.items()) + ".\n\n"
         f"- Hirer preferences (seed 003): candidate ranking NDCG@1 {hiring['ndcg@1']['without_online']:.3f} "
         f"without and {hiring['ndcg@1']['with_online']:.3f} with per-project online term weights — "
         "[hiring/report.md](hiring/report.md).\n"

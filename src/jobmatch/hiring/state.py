@@ -3,20 +3,26 @@
 A counter is an int64 code (see `online.code`); `add_once` increments a set of counters unless its dedupe field
 was seen before in that project, atomically — so counts are idempotent on duplicate events and independent of
 the order events arrive in.
+
+The Redis backend is bound to a generation id (as the feature store is, see `jobmatch.store.base`): once the
+server was emptied (a restart without persistence, a flush), every call is a StoreError instead of counting from
+zero; the counts must then be rebuilt from the event log by a writer opened with `create=True`.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable
-
-import json
-import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
-import redis
+
+from jobmatch.store import StoreError
+from jobmatch.store.redis import LUA_PRELUDE, RedisConnection
 
 
 class ProjectCounts(ABC):
@@ -60,7 +66,8 @@ class MemoryProjectCounts(ProjectCounts):
 
 class SQLiteProjectCounts(ProjectCounts):
     """Embedded and persistent: counters and dedupe markers in SQLite tables (they can share the feature store's
-    file); each event is one transaction, so several processes can feed and read the same file."""
+    file); each event is one transaction, so several processes can feed and read the same file. `create=False`
+    refuses (StoreError) a file without the tables and creates nothing."""
 
     _DDL = """
     CREATE TABLE IF NOT EXISTS project_counts (project INTEGER NOT NULL, code INTEGER NOT NULL,
@@ -69,11 +76,21 @@ class SQLiteProjectCounts(ProjectCounts):
         PRIMARY KEY (project, dedupe)) WITHOUT ROWID;
     """
 
-    def __init__(self, path: str | Path):
-        self._db = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+    def __init__(self, path: str | Path, *, create: bool = True):
+        path = Path(path)
+        uri = f"file:{quote(str(path.absolute()))}?mode={'rwc' if create else 'rw'}"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            if not create and self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name IN "
+                                               "('project_counts', 'project_seen')").fetchone()[0] < 2:
+                self._db.close()
+                raise StoreError(f"no project counts at sqlite:{path}")
+        except sqlite3.Error as e:
+            raise StoreError(f"no project counts at sqlite:{path} ({e})") from None
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(self._DDL)
+        if create:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(self._DDL)
 
     def _apply(self, project_id: int, dedupe: str, codes: Iterable[int]) -> bool:
         if self._db.execute("INSERT OR IGNORE INTO project_seen VALUES (?, ?)", [project_id, dedupe]).rowcount == 0:
@@ -105,38 +122,54 @@ class SQLiteProjectCounts(ProjectCounts):
         self._db.close()
 
 
-_ADD_ONCE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 0 then return 0 end
-for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+_ADD_ONCE = LUA_PRELUDE + """
+local key = P .. ARGV[3]
+if redis.call('HSETNX', key, ARGV[4], 1) == 0 then return 0 end
+for i = 5, #ARGV do redis.call('HINCRBY', key, ARGV[i], 1) end
 return 1
 """
 
 
 class RedisProjectCounts(ProjectCounts):
-    """`{prefix}:project:{id}` hash: `d:<dedupe>` markers and `<code>` counters; one script call per event."""
+    """`{prefix}:project:{id}` hash: `d:<dedupe>` markers and `<code>` counters; one script call per event.
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "jm"):
+    `create=False` refuses a server without `{prefix}:counts:generation` (StoreError) instead of counting from
+    zero; processes that only read or add feedback use it, the job that loads the counts uses `create=True`.
+    Errors are StoreErrors naming the server; reads time out after `read_timeout_s`."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "jm", *, create: bool = True,
+                 connect_timeout_s: float = 0.5, read_timeout_s: float = 0.5, write_timeout_s: float = 5.0):
         self.prefix = prefix
-        self._r = redis.Redis.from_url(url)
-        self._add = self._r.register_script(_ADD_ONCE)
+        self._conn = RedisConnection(url, f"{prefix}:counts:generation", create, connect_timeout_s, read_timeout_s,
+                                     write_timeout_s, what="project counts")
+        self._add = self._conn.writer.register_script(_ADD_ONCE)
 
-    def _key(self, project_id: int) -> str:
-        return f"{self.prefix}:project:{project_id}"
+    def _args(self, project_id: int, dedupe: str, codes: Iterable[int]) -> list:
+        return [f"{self.prefix}:", f"project:{project_id}", f"d:{dedupe}", *codes]
 
     def add_once(self, project_id: int, dedupe: str, codes: Iterable[int]) -> bool:
-        return bool(self._add(keys=[self._key(project_id)], args=[f"d:{dedupe}", *codes]))
+        return bool(self._conn.run(self._add, self._args(project_id, dedupe, codes), write=True))
 
     def add_many(self, items: Iterable[tuple[int, str, Iterable[int]]]) -> int:
-        pipe = self._r.pipeline(transaction=False)
+        with self._conn.errors():
+            pipe = self._conn.writer.pipeline(transaction=False)
         for p, d, codes in items:
-            self._add(keys=[self._key(p)], args=[f"d:{d}", *codes], client=pipe)
-        return sum(int(x) for x in pipe.execute())
+            self._conn.run(self._add, self._args(p, d, codes), client=pipe)
+        with self._conn.errors():
+            return sum(int(x) for x in pipe.execute())
 
     def lookup(self, project_id: int, codes: np.ndarray) -> np.ndarray:
         if len(codes) == 0:
             return np.zeros(0, np.int64)
-        values = self._r.hmget(self._key(project_id), codes.tolist())
+        self._conn.bound()
+        with self._conn.errors():
+            # one MULTI/EXEC: the generation and the counters are read atomically
+            pipe = self._conn.reader.pipeline(transaction=True)
+            pipe.get(self._conn.generation_key)
+            pipe.hmget(f"{self.prefix}:project:{project_id}", codes.tolist())
+            generation, values = pipe.execute()
+        self._conn.check(generation)
         return np.array([int(v) if v is not None else 0 for v in values], np.int64)
 
     def close(self) -> None:
-        self._r.close()
+        self._conn.close()
