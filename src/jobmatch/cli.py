@@ -302,7 +302,8 @@ def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store
     flows = result.values() if all(isinstance(v, dict) for v in result.values()) else [result]
     for r in flows:
         if r.get("status") in ("skipped", "failed"):
-            console.print(escape(f"{r.get('as_of', '')}: {r['status']}: {r['reason']}"), style="yellow")
+            console.print(escape(f"{r.get('as_of', '')}: {r['status']}: {r['reason']}"), style="yellow",
+                          soft_wrap=True)
             if OPTIONS.debug and r.get("traceback"):
                 console.print(escape(r["traceback"]))
     if any(r.get("status") == "failed" for r in flows):

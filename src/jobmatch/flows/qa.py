@@ -25,7 +25,7 @@ from jobmatch.qa import QAFeaturizer, label_keys, new_labels, qa_coordinates, su
 from jobmatch.store import FeatureStore
 
 GROUP, COEFFICIENTS, META = "qa", "qa/coefficients", "qa/meta"
-MIN_LABELS = 50
+MIN_TRAIN_LABELS, MIN_VALIDATION_LABELS = 50, 20
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,10 @@ def run_qa(ctx: FlowContext, cfg: QAFlowConfig = QAFlowConfig()) -> dict:
     rows, featurizer = training_rows(ctx, seed=cfg.seed)
     held_out = rows["applied_at"] >= ctx.cutoff_us - cfg.validation_days * DAY_US
     train, val = subset_rows(rows, ~held_out), subset_rows(rows, held_out)
-    for name, part in (("training", train), ("validation", val)):
-        if part["response"].size < MIN_LABELS or np.unique(part["response"]).size < 2:
+    for name, part, least in (("training", train, MIN_TRAIN_LABELS), ("validation", val, MIN_VALIDATION_LABELS)):
+        if part["response"].size < least or np.unique(part["response"]).size < 2:
             raise NotEnoughData(f"qa: as of {tag} there are {part['response'].size} labelled {name} applications "
-                                f"({int(part['response'].sum())} positive); the model needs at least {MIN_LABELS} "
+                                f"({int(part['response'].sum())} positive); the model needs at least {least} "
                                 "with both outcomes (more days of applications and hirer feedback)")
     coords = qa_coordinates(featurizer)
     models = flow.home / "models"
