@@ -40,7 +40,8 @@ def daily(tmp_path_factory):
 def test_every_flow_runs_on_a_hand_written_marketplace(daily):
     home, results = daily
     assert {k: v["status"] for k, v in results.items()} == {"hiring": "ok", "qa": "ok", "activity": "ok",
-                                                            "intent": "ok"}, results
+                                                            "intent": "ok", "audience": "ok",
+                                                            "search_ranking": "ok"}, results
     assert all(v["as_of"] == "2026-03-21" for v in results.values())
     again = jobmatch(home, "run", "daily", "--as-of", "2026-03-21", "--size", "quick")
     assert {v["status"] for v in json.loads(again.stdout).values()} == {"already done"}
@@ -72,7 +73,8 @@ def test_data_that_cannot_support_a_flow_says_why_in_one_line(tmp_path):
     results = json.loads(run.stdout)
     assert results["hiring"]["status"] == results["qa"]["status"] == "skipped"
     assert results["activity"]["status"] == "ok"
-    skipped = [line for line in run.stderr.splitlines() if "skipped" in line]
+    # the progress line says "hiring: skipped"; the summary line after the run says why
+    skipped = [line for line in run.stderr.splitlines() if "skipped:" in line]
     assert len(skipped) == 2 and any("positive rating" in s for s in skipped) and any("qa:" in s for s in skipped)
     empty = jobmatch(tmp_path / "empty", "run", "daily")
     assert empty.returncode == 2 and "no event log" in empty.stderr and "Traceback" not in empty.stderr

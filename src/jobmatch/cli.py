@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jobmatch.config import Settings
+from jobmatch.nearline.commands import register as register_worker
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Personalization signals for job marketplaces.")
@@ -37,6 +38,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(game_app, name="game")
 app.add_typer(qa_app, name="qa")
+register_worker(app)
 console = Console(stderr=True)
 
 
@@ -160,10 +162,10 @@ def _sim_config(**kwargs):
                     ) from None
 
 
-def _open_log(db: Path, read_only: bool = False):
+def _open_log(db: Path, read_only: bool = False, create: bool = True):
     from jobmatch.events import EventLog
 
-    if read_only and not db.is_file():
+    if (read_only or not create) and not db.is_file():
         raise _fail(f"--db: no event log at {str(db)!r} (run `jobmatch run main`, or ingest into it first)")
     return EventLog(db, read_only=read_only, lock_timeout_s=Settings().lock_timeout_s)
 
@@ -293,7 +295,7 @@ def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store
     from jobmatch.flows.state import FlowContext
 
     spec = _store_spec(store)
-    with _open_log(_db(db)) as log:
+    with _open_log(_db(db), create=False) as log:
         day = _day(as_of, log)
         with _progress(f"{title} {day}") as say, _open_store(spec, create=True) as fs:
             ctx = FlowContext.create(log, fs, spec, _flows_home(), day, say=say)
@@ -313,9 +315,9 @@ def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store
 @run_app.command("daily")
 def run_daily_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None,
                   only: Annotated[Optional[str], typer.Option(help="comma-separated subset of hiring,qa,activity,"
-                                                                   "intent")] = None,
+                                                                   "intent,audience,search_ranking")] = None,
                   size: IntentSize = "cpu") -> None:
-    """Every flow on what the log holds as of a day: hiring counts and ranker, QA, activity embeddings, intent."""
+    """Every flow on what the log holds as of a day: hiring, QA, activity embeddings, intent, audience, search ranking."""
     from jobmatch.flows.daily import FLOWS, DailyConfig, run_daily
 
     try:
@@ -352,6 +354,22 @@ def run_intent_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None,
 
     config = _intent_config(quick, size)
     _run_dated("intent", lambda ctx: run_intent(ctx, config=config), as_of, db, store)
+
+
+@run_app.command("audience")
+def run_audience_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None) -> None:
+    """Audience expansion: each open job's query clauses over profiles, predicted entities and similar seekers."""
+    from jobmatch.flows.audience import run_audience
+
+    _run_dated("audience", run_audience, as_of, db, store)
+
+
+@run_app.command("search-ranking")
+def run_search_ranking_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None) -> None:
+    """Retrain the search ranker with the published user vectors as its tower input, and publish it."""
+    from jobmatch.flows.search_ranking import run_search_ranking
+
+    _run_dated("search ranking", run_search_ranking, as_of, db, store)
 
 
 @run_app.command("main")
@@ -407,11 +425,13 @@ def _eval_log(db: Optional[Path], data: Optional[Path], out: Path, say) -> Itera
         yield log
 
 
-def _truth(truth: Optional[Path]):
+def _truth(truth: Optional[Path], data: Optional[Path] = None):
+    """--truth; else the truth beside a simulated --data folder (`<data>-truth`); else HOME/truth (the main job's)."""
     from jobmatch.evaluate.truth import Truth
+    from jobmatch.simulate import truth_dir
 
-    if truth is None:  # the main job keeps the simulator's truth in HOME/truth
-        return Truth.find(OPTIONS.home / "truth")
+    if truth is None:
+        return Truth.find(truth_dir(data) if data is not None else OPTIONS.home / "truth")
     try:
         return Truth(truth)
     except FileNotFoundError as e:
@@ -425,7 +445,7 @@ def evaluate_hiring_cmd(out: OutDir, db: Db = None, data: EvalData = None, truth
     from jobmatch.evaluate.hiring import evaluate_hiring
 
     with _progress("evaluate hiring") as say, _eval_log(db, data, out, say) as log:
-        metrics = evaluate_hiring(log, out, _truth(truth), seed=seed, say=say)
+        metrics = evaluate_hiring(log, out, _truth(truth, data), seed=seed, say=say)
     n1 = metrics["ndcg@1"]
     console.print(f"NDCG@1 without online {n1['without_online']:.3f}, with online {n1['with_online']:.3f} "
                   f"-> {out / 'report.md'}")
@@ -440,7 +460,7 @@ def evaluate_activity_cmd(out: OutDir, db: Db = None, data: EvalData = None, tru
     from jobmatch.evaluate.activity import evaluate_activity
 
     with _progress("evaluate activity") as say, _eval_log(db, data, out, say) as log:
-        metrics = evaluate_activity(log, out, _truth(truth), quick=quick, seed=seed, say=say)
+        metrics = evaluate_activity(log, out, _truth(truth, data), quick=quick, seed=seed, say=say)
     console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["auc"].items()) + f" -> {out / 'report.md'}")
 
 
@@ -465,6 +485,44 @@ def evaluate_qa_cmd(out: OutDir, db: Db = None, data: EvalData = None, seed: See
     with _progress("evaluate qa") as say, _eval_log(db, data, out, say) as log:
         metrics = evaluate_qa(log, out, seed=seed, say=say)
     console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["auc"].items()) + f" -> {out / 'report.md'}")
+
+
+@evaluate_app.command("audience")
+def evaluate_audience_cmd(out: OutDir, db: Db = None, data: EvalData = None, truth: TruthOpt = None,
+                          seed: Seed = 0, quick: Annotated[bool, typer.Option("--quick", help="tiny models")] = False
+                          ) -> None:
+    """Audience expansion: appliers reached and expansion precision by threshold, ANN recall vs exact (seed 002)."""
+    from jobmatch.evaluate.audience import PAPER_THRESHOLD, evaluate_audience
+
+    with _progress("evaluate audience") as say, _eval_log(db, data, out, say) as log:
+        evaluate_audience(log, out, _truth(truth, data), quick=quick, seed=seed, say=say)
+    console.print(f"expansion at threshold {PAPER_THRESHOLD} -> {out / 'report.md'}")
+
+
+@evaluate_app.command("search-ranking")
+def evaluate_search_ranking_cmd(out: OutDir, db: Db = None, data: EvalData = None, truth: TruthOpt = None,
+                                seed: Seed = 0,
+                                quick: Annotated[bool, typer.Option("--quick", help="tiny models")] = False) -> None:
+    """Search ranking with and without the user-vector tower: NDCG@10/25 and AUC per list (seed 002)."""
+    from jobmatch.evaluate.search_ranking import evaluate_search_ranking
+
+    with _progress("evaluate search ranking") as say, _eval_log(db, data, out, say) as log:
+        metrics = evaluate_search_ranking(log, out, _truth(truth, data), quick=quick, seed=seed, say=say)
+    console.print(" ".join(f"{k} {v:.4f}" for k, v in metrics["ndcg@25"].items() if v is not None)
+                  + f" -> {out / 'report.md'}")
+
+
+@evaluate_app.command("candidate-selection")
+def evaluate_candidate_selection_cmd(out: OutDir, db: Db = None, data: EvalData = None, truth: TruthOpt = None,
+                                     seed: Seed = 0,
+                                     quick: Annotated[bool, typer.Option("--quick", help="tiny models")] = False
+                                     ) -> None:
+    """Job candidate selection: profile clauses vs + fastText / Slice / SANNS predicted entities (seed 002)."""
+    from jobmatch.evaluate.candidate_selection import evaluate_candidate_selection
+
+    with _progress("evaluate candidate selection") as say, _eval_log(db, data, out, say) as log:
+        evaluate_candidate_selection(log, out, _truth(truth, data), quick=quick, seed=seed, say=say)
+    console.print(f"-> {out / 'report.md'}")
 
 
 # -- GAME on any data ------------------------------------------------------------------------------------------

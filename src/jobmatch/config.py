@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     time_past_years: float = Field(10.0, gt=0)
     time_future_days: float = Field(1.0, ge=0)
     lock_timeout_s: float = Field(10.0, ge=0)  # how long a second writer waits for the event log
+    # the nearline queue: `redis://host:port/db` for Redis Streams; empty means the embedded inbox
+    # `<home>/inbox.sqlite` (jobmatch.nearline.queue)
+    stream: str = ""
+    # `jobmatch serve`: request bodies larger than this are refused (413); the API keys' file (default
+    # HOME/keys.sqlite); how often the server checks for newly published models and a changed event log
+    max_body_bytes: int = Field(16 * 2**20, gt=0)
+    keys_path: Path | None = None
+    reload_interval_s: float = Field(10.0, gt=0)
 
     @property
     def event_log_path(self) -> Path:

@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobmatch.features.ids import IdIndex
+
 
 class Truth:
     def __init__(self, folder: str | Path):
@@ -36,6 +38,28 @@ class Truth:
         t = self._table("members", ["member_id", "drift_at"])
         at = t["drift_at"].cast(pa.int64()).fill_null(-1).to_numpy()
         return t["member_id"].to_numpy()[(at >= from_us) & (at < to_us)]
+
+    def _member_rows(self, columns: list[str], member_ids) -> tuple[pa.Table, np.ndarray]:
+        t = self._table("members", ["member_id", *columns])
+        return t, IdIndex(t["member_id"].to_numpy(), "member_id").rows(np.asarray(member_ids, np.int64))
+
+    def intent_at(self, member_ids, ts_us) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's latent intent at the paired time, drift included: (target occupation code, whether they
+        want remote work)."""
+        t, rows = self._member_rows(["drift_at", "target_occupation", "remote_pref", "target_occupation_after",
+                                     "remote_pref_after"], member_ids)
+        at = t["drift_at"].cast(pa.int64()).fill_null(np.iinfo(np.int64).max).to_numpy()[rows]
+        after = np.asarray(ts_us, np.int64) >= at
+        col = {c: t[c].to_numpy(zero_copy_only=False)[rows] for c in t.column_names[2:]}
+        return (np.where(after, col["target_occupation_after"], col["target_occupation"]),
+                np.where(after, col["remote_pref_after"], col["remote_pref"]).astype(bool))
+
+    def seeking(self, member_ids, from_us: int, to_us: int) -> np.ndarray:
+        """Whether each member's seeking window overlaps [from_us, to_us)."""
+        t, rows = self._member_rows(["seek_start", "seek_end"], member_ids)
+        start = t["seek_start"].cast(pa.int64()).to_numpy()[rows]
+        end = t["seek_end"].cast(pa.int64()).to_numpy()[rows]
+        return (start < to_us) & (end > from_us)
 
     def true_preference(self, members: pa.Table, project_ids: np.ndarray, member_ids: np.ndarray) -> np.ndarray:
         """Each (project, candidate) pair's true project-preference term (skills listed or hidden, occupation,

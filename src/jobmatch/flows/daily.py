@@ -1,7 +1,8 @@
 """`jobmatch run daily`: every flow on what the event log holds as of the end of one UTC day.
 
 Order: sessions are brought up to date, then hiring (feedback counts and the candidate ranker), the Qualified
-Applicant model, the member activity embeddings and the user-intent vectors and suggestions. Each flow publishes
+Applicant model, the member activity embeddings, the user-intent vectors and suggestions, then what stands on
+the intent vectors: audience-expansion clauses and the search ranker with the user-vector tower. Each flow publishes
 its models as one atomic manifest at its very end, so a flow that fails (or is killed) leaves the previous
 versions serving; the other flows still run. A flow the data cannot support yet (too few days, no feedback) is
 skipped with one line saying why. Re-running a day that already ran is a no-op.
@@ -14,13 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from jobmatch.flows.activity import run_activity_embeddings
+from jobmatch.flows.audience import AudienceFlowConfig, run_audience
 from jobmatch.flows.hiring import HiringFlowConfig, run_hiring
 from jobmatch.flows.intent import run_intent
 from jobmatch.flows.qa import QAFlowConfig, run_qa
+from jobmatch.flows.search_ranking import SearchRankingFlowConfig, run_search_ranking
 from jobmatch.flows.state import FlowContext, NotEnoughData
 from jobmatch.intent.config import IntentConfig
 
-FLOWS = ("hiring", "qa", "activity", "intent")
+FLOWS = ("hiring", "qa", "activity", "intent", "audience", "search_ranking")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class DailyConfig:
     qa: QAFlowConfig = QAFlowConfig()
     activity_epochs: int = 3
     intent: IntentConfig = field(default_factory=IntentConfig.cpu)
+    audience: AudienceFlowConfig = field(default_factory=AudienceFlowConfig)
+    search_ranking: SearchRankingFlowConfig = field(default_factory=SearchRankingFlowConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,7 +49,9 @@ def _steps(cfg: DailyConfig) -> dict[str, Callable[[FlowContext], dict]]:
     return {"hiring": lambda ctx: run_hiring(ctx, cfg.hiring),
             "qa": lambda ctx: run_qa(ctx, cfg.qa),
             "activity": lambda ctx: run_activity_embeddings(ctx, cfg.activity_epochs, cfg.seed),
-            "intent": lambda ctx: run_intent(ctx, config=cfg.intent, seed=cfg.seed)}
+            "intent": lambda ctx: run_intent(ctx, config=cfg.intent, seed=cfg.seed),
+            "audience": lambda ctx: run_audience(ctx, cfg.audience),
+            "search_ranking": lambda ctx: run_search_ranking(ctx, cfg.search_ranking)}
 
 
 def run_daily(ctx: FlowContext, cfg: DailyConfig = DailyConfig()) -> dict[str, dict]:

@@ -35,11 +35,12 @@ class HiringFlowConfig:
     seed: int = 0
 
 
-def open_counts(store_spec: str) -> ProjectCounts:
-    """The counts backend that goes with a store: the same SQLite file, or the same Redis."""
+def open_counts(store_spec: str, create: bool = True) -> ProjectCounts:
+    """The counts backend that goes with a store: the same SQLite file, or the same Redis. Processes that only add
+    feedback (the nearline worker) open with `create=False`, so an emptied Redis is reported, not recounted from 0."""
     if store_spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisProjectCounts(store_spec)
-    return SQLiteProjectCounts(store_spec.removeprefix("sqlite:"))
+        return RedisProjectCounts(store_spec, create=create)
+    return SQLiteProjectCounts(store_spec.removeprefix("sqlite:"), create=create)
 
 
 def feed_counts(prefs: HirerPreferences, shown: pa.Table, feedback: pa.Table) -> tuple[int, int]:

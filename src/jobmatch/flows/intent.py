@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from transformers import BertForMaskedLM
+from transformers.utils import logging as hf_logging
 
 from jobmatch.events import MemberDocs
 from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData, Say
@@ -25,6 +26,10 @@ from jobmatch.intent.datasets import xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
 from jobmatch.xmc.slice import Slice, SliceParams
+
+# the flow reports its own progress; transformers' bars ("Loading weights", "Writing model shards") would
+# interleave with it
+hf_logging.disable_progress_bar()
 
 GROUP, VECTORS, SUGGESTIONS = "intent", "intent/user_vector", "intent/suggestions"
 ACTIVE_DAYS = 28

@@ -10,6 +10,7 @@ import xgboost as xgb
 from jobmatch.persist import read_meta, write_meta
 
 FORMAT_VERSION = 1
+SMALL_BATCH = 10_000
 
 
 class CandidateRanker:
@@ -36,11 +37,24 @@ class CandidateRanker:
         order = np.argsort(qid, kind="stable")
         dtrain = xgb.DMatrix(X[order], label=y[order], qid=qid.ravel()[order], feature_names=list(feature_names))
         self.booster_ = xgb.train(self._params(), dtrain, num_boost_round=self.n_estimators)
+        self._one_thread = None
         self.feature_names_ = list(feature_names)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.booster_.inplace_predict(np.ascontiguousarray(X, dtype=np.float32))
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        return self._booster_for(X.shape[0]).inplace_predict(X)
+
+    def _booster_for(self, rows: int) -> xgb.Booster:
+        """A request's few hundred rows score ~30x faster on one thread than split over two (thread start-up and
+        contention dominate: 0.9 vs 32 ms for 100 candidates on 2 cores); large batches use `n_threads`."""
+        if rows >= SMALL_BATCH:
+            return self.booster_
+        if self._one_thread is None:
+            one = self.booster_.copy()
+            one.set_param({"nthread": 1})
+            self._one_thread = one
+        return self._one_thread
 
     def importance(self) -> dict[str, float]:
         """Total gain per feature, normalized to sum to 1."""
@@ -63,5 +77,6 @@ class CandidateRanker:
         meta = read_meta(d / "meta.json", cls, FORMAT_VERSION)
         model = cls(**meta["params"])
         model.booster_ = xgb.Booster(model_file=str(d / "model.json"))
+        model._one_thread = None
         model.feature_names_ = meta["feature_names"]
         return model
