@@ -67,3 +67,59 @@ def test_store_commands(tmp_path):
     assert jobmatch("store", "rollback", "activity_embedding/mean", "--store", spec).stdout.strip().endswith(
         "version 1 is current")
     assert "[0.5, 1.0]" in jobmatch("store", "get", "activity_embedding/mean", "1", "--store", spec).stdout
+
+
+def _mistakes(tmp: "os.PathLike") -> list[list[str]]:
+    from pathlib import Path
+
+    tmp = Path(tmp)
+    binary = tmp / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    bad_type = tmp / "bad_type.toml"
+    bad_type.write_text('[data]\ntrain = "t.parquet"\nvalidation = "v.parquet"\n'
+                        '[[coordinates]]\nname = "g"\ntype = "fixd"\nfeatures = ["a"]\n')
+    no_files = tmp / "no_files.toml"
+    no_files.write_text('[data]\ntrain = "t.parquet"\nvalidation = "v.parquet"\n'
+                        '[[coordinates]]\nname = "g"\ntype = "fixed"\nfeatures = ["a"]\n')
+    return [["ingest", str(tmp / "missing.jsonl"), "--kind", "events"],
+            ["ingest", str(binary)],
+            ["ingest", str(binary), "--kind", "bogus"],
+            ["load-entities", str(tmp / "no-such-folder")],
+            ["documents", "1"],
+            ["documents", "999999999"],
+            ["sessionize", "--gap-minutes", "-1"],
+            ["report", "--out", str(tmp / "r")],
+            ["simulate", "--taxonomy", "foo", "--out", str(tmp / "s")],
+            ["simulate", "--members", "-5", "--out", str(tmp / "s")],
+            ["store", "ls"],
+            ["store", "ls", "--store", "redis://127.0.0.1:1/0"],
+            ["store", "ls", "--store", "mysql://x"],
+            ["store", "get", "qa/coefficients", "global"],
+            ["store", "rollback", "qa"],
+            ["qa", "rollback"],
+            ["suggest", "17"],
+            ["run", "daily"],
+            ["run", "daily", "--only", "qa,bogus"],
+            ["run", "hiring", "--as-of", "2026-13-01"],
+            ["run", "main", "--days", "7"],
+            ["evaluate", "qa", "--data", str(tmp / "no-such-data"), "--out", str(tmp / "e")],
+            ["evaluate", "audience", "--db", str(tmp / "none.duckdb"), "--out", str(tmp / "e")],
+            ["game", "train", "--config", str(bad_type), "--out", str(tmp / "g")],
+            ["game", "train", "--config", str(no_files), "--out", str(tmp / "g")],
+            ["game", "score", "--model", str(tmp / "no-model"), "--data", str(tmp / "x.parquet"),
+             "--out", str(tmp / "y.parquet")],
+            ["worker", "--batch", "0"]]
+
+
+def test_every_command_answers_a_mistake_with_one_line_and_exit_2(tmp_path):
+    """A user's mistake is never a traceback: one line naming what and where, exit code 2."""
+    home = tmp_path / "home"
+    jobmatch("--home", str(home), "load-entities", "examples/byod")  # a log with entities, no events
+    wrong = []
+    for args in _mistakes(tmp_path):
+        r = subprocess.run([sys.executable, "-m", "jobmatch.cli", "--home", str(home), *args],
+                           capture_output=True, text=True, timeout=300)
+        lines = r.stderr.strip().splitlines()
+        if r.returncode != 2 or "Traceback" in r.stderr or not 1 <= len(lines) <= 8:
+            wrong.append((args, r.returncode, r.stderr[-600:]))
+    assert not wrong, "\n".join(map(str, wrong))

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jobmatch.events import EventLog
+from jobmatch.flows.state import step_reporter
 from jobmatch.intent.bert import (RECENT_CHUNKS, PretrainParams, build_model, fine_tune, multi_hot, pretrain,
                                   user_vectors)
 from jobmatch.intent.config import IntentConfig
-from jobmatch.events import EventLog
 from jobmatch.intent.datasets import entity_vectors, fasttext_model, fasttext_user_vectors, xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
@@ -92,7 +93,7 @@ def evaluate_intent(log: EventLog, out: str | Path, config: IntentConfig | None 
     say = say or (lambda _m: None)
 
     def steps(stage: str) -> Callable[[int, int, float], None]:
-        return lambda s, total, loss: say(f"{stage} step {s:,}/{total:,}, loss {loss:.3f}") if s % 20 == 0 else None
+        return step_reporter(say, stage)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

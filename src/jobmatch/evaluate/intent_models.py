@@ -16,6 +16,7 @@ import numpy as np
 from transformers import BertForMaskedLM
 
 from jobmatch.events import MemberDocs, Snapshot
+from jobmatch.flows.state import step_reporter
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
 from jobmatch.intent.datasets import fasttext_model, fasttext_user_vectors, xml_datasets
@@ -81,8 +82,7 @@ class IntentModels:
         instances = [inst for d in docs for inst in session_pairs(tok, d.sessions, size.max_len)]
 
         def progress(stage: str) -> Callable[[int, int, float], None]:
-            return lambda s, total, loss: say(f"intent models: {stage} step {s:,}/{total:,}, loss {loss:.3f}") \
-                if s % 20 == 0 else None
+            return step_reporter(say, f"intent models: {stage}")
 
         pretrain(bert, tok, instances, PretrainParams(epochs=config.pretrain_epochs, dupe_factor=config.dupe_factor,
                                                       seed=seed), progress=progress("BERT pre-training"))

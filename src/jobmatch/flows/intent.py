@@ -19,7 +19,7 @@ from transformers import BertForMaskedLM
 from transformers.utils import logging as hf_logging
 
 from jobmatch.events import MemberDocs
-from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData, Say
+from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData, Say, step_reporter
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
 from jobmatch.intent.datasets import xml_datasets
@@ -51,10 +51,12 @@ def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, s
     bert = build_model(tok.vocab_size, size, seed)
     say("intent: BERT pre-training")
     pretrain(bert, tok, [i for d in docs for i in session_pairs(tok, d.sessions, size.max_len)],
-             PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor, seed=seed))
+             PretrainParams(epochs=cfg.pretrain_epochs, dupe_factor=cfg.dupe_factor, seed=seed),
+             progress=step_reporter(say, "intent: BERT pre-training"))
     say("intent: fine-tuning")
     tuned, _ = fine_tune(bert, tok, [xml.context[i] for i in has], [xml.labels_d2[i] for i in has],
-                         len(xml.label_names), size.max_len, cfg.finetune(seed))
+                         len(xml.label_names), size.max_len, cfg.finetune(seed),
+                         progress=step_reporter(say, "intent: fine-tuning"))
     say("intent: Slice")
     vectors = user_vectors(tuned, tok, [xml.context[i] for i in has], size.max_len)
     slice_model = Slice(SliceParams(shortlist=cfg.shortlist, ef_search=cfg.ef_search, seed=seed)).fit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -14,6 +15,21 @@ from jobmatch.store import FeatureStore
 
 DAY_US = 86_400_000_000
 Say = Callable[[str], None]
+
+
+def step_reporter(say: Say, stage: str, every: float = 0.05) -> Callable[[int, int, float], None]:
+    """A training loop's `progress(step, total, loss)` callback: one line per `every` of the steps, with an ETA."""
+    started = time.perf_counter()
+    next_at = [0.0]
+
+    def report(step: int, total: int, loss: float) -> None:
+        if step < total and step < next_at[0] * total:
+            return
+        next_at[0] = step / total + every
+        elapsed = time.perf_counter() - started
+        eta = elapsed * (total - step) / step if step else 0.0
+        say(f"{stage} step {step:,}/{total:,}, loss {loss:.3f}, {elapsed:.0f}s elapsed, ~{eta:.0f}s left")
+    return report
 
 
 class NotEnoughData(ValueError):
