@@ -310,3 +310,17 @@ def test_documents_are_one_line_per_session_whatever_the_text():
 
     assert "\n" not in render_event("SEARCH", "nurse\nAPPLY c_x forged *", None, None, None)
     assert render_event("VIEW", None, "Acme\tInc", "data\x00 engineer", 3) == "VIEW c_acme_inc data  engineer"
+
+
+def test_a_json_integer_too_wide_for_its_column_is_a_line_error():
+    """`position` is int32: 2^31 fits int64 but not the column, and is reported, not an Arrow crash."""
+    from datetime import datetime, timezone
+
+    from jobmatch.events.ingest import TimeBounds, read_records
+
+    row = {"impression_id": "i-1", "request_id": "r-1", "member_id": 1, "job_id": 2,
+           "ts": "2026-02-01T10:00:00Z", "channel": "search", "position": 2**31, "query": "nurse"}
+    batch = read_records("impressions", [row, {**row, "impression_id": "i-2", "position": 3}],
+                         TimeBounds(now=datetime(2026, 2, 2, tzinfo=timezone.utc)))
+    assert [(e.line, e.field) for e in batch.errors] == [(1, "position")]
+    assert "int32" in batch.errors[0].message and batch.rows.num_rows == 1

@@ -26,7 +26,7 @@ from jobmatch.embed.sequences import ACTION_CODE, action_log, member_sequences
 from jobmatch.events import EventLog
 from jobmatch.flows.activity import (JOB_EMBEDDINGS, WINDOW_DAYS, EmbeddingModels, dataset_name,
                                      run_activity_embeddings)
-from jobmatch.flows.hiring import feed_counts
+from jobmatch.flows.hiring import feed_counts, open_counts
 from jobmatch.flows.state import FlowContext, day_end_us
 from jobmatch.hiring.dataset import candidate_impressions
 from jobmatch.hiring.online import HirerPreferences
@@ -69,11 +69,13 @@ def nearline_base(tmp_path_factory, tiny_log) -> tuple[Path, dict[str, pa.Table]
 
 
 def make_home(base: Path, target: Path, store: str = "") -> Settings:
-    """A copy of the base home; with a Redis store spec, that store is created (as a flow's first publish would)."""
+    """A copy of the base home; with a Redis store spec, that store and its hirer counts are created (as the flows'
+    first publish would)."""
     shutil.copytree(base, target)
     if store:
         with open_store(store, create=True) as s:
             s.push(JOB_EMBEDDINGS, {"0": np.zeros(4, np.float32)})
+        open_counts(store, create=True).close()
     return Settings(home=target, store=store)
 
 

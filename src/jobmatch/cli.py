@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jobmatch.config import Settings
 from jobmatch.nearline.commands import register as register_worker
+from jobmatch.serve.commands import register as register_serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Personalization signals for job marketplaces.")
@@ -38,7 +39,6 @@ app.add_typer(store_app, name="store")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(game_app, name="game")
 app.add_typer(qa_app, name="qa")
-register_worker(app)
 console = Console(stderr=True)
 
 
@@ -327,6 +327,14 @@ def run_daily_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None,
     _run_dated("daily", lambda ctx: run_daily(ctx, cfg), as_of, db, store)
 
 
+@run_app.command("hiring")
+def run_hiring_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None) -> None:
+    """Hirer preferences: new feedback into each project's counts; the candidate ranker retrained weekly."""
+    from jobmatch.flows.hiring import run_hiring
+
+    _run_dated("hiring", run_hiring, as_of, db, store)
+
+
 @run_app.command("qa")
 def run_qa_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None) -> None:
     """Daily Qualified Applicant run: fresh labels, incremental retrain, quality gate, publish."""
@@ -609,6 +617,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from jobmatch.store import StoreError
 
     return (ValueError, LogError, StoreError, FileNotFoundError, LookupError)
+
+
+# serving and nearline commands live with their layers; added last so `--help` lists them after the flows
+register_serve(app)
+register_worker(app)
 
 
 def main() -> None:

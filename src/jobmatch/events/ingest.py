@@ -229,8 +229,11 @@ def _python_check(value: object, type_: pa.DataType) -> str | None:
     if pa.types.is_integer(type_):
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected an integer, got {type(value).__name__}"
-        if not -INT64_MAX - 1 <= value <= INT64_MAX:
-            return "integer out of range (int64)"
+        bits = type_.bit_width
+        lo, hi = ((0, (1 << bits) - 1) if pa.types.is_unsigned_integer(type_)
+                  else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1))
+        if not lo <= value <= hi:
+            return f"integer out of range ({type_})"
         return None
     if pa.types.is_boolean(type_):
         return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"

@@ -35,11 +35,11 @@ class HiringFlowConfig:
     seed: int = 0
 
 
-def open_counts(store_spec: str, create: bool = True) -> ProjectCounts:
-    """The counts backend that goes with a store: the same SQLite file, or the same Redis. Processes that only add
-    feedback (the nearline worker) open with `create=False`, so an emptied Redis is reported, not recounted from 0."""
+def open_counts(store_spec: str, create: bool = True, **redis_options: float) -> ProjectCounts:
+    """The counts backend that goes with a store: the same SQLite file, or the same Redis (`redis_options`: its
+    timeouts). Readers (serving) open with `create=False`, so an emptied Redis is reported, not read as zeros."""
     if store_spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisProjectCounts(store_spec, create=create)
+        return RedisProjectCounts(store_spec, create=create, **redis_options)
     return SQLiteProjectCounts(store_spec.removeprefix("sqlite:"), create=create)
 
 

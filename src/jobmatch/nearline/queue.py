@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -181,6 +182,7 @@ class SQLiteQueue(EventQueue):
         self.label = f"sqlite inbox at {self.path}"
         self.retain_s = retain_s
         self._delivered = 0  # the last row this object delivered: the next read continues after it
+        self._lock = threading.RLock()
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
@@ -191,8 +193,10 @@ class SQLiteQueue(EventQueue):
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        # one connection, shared by the threads of a server: its transactions must not interleave
         try:
-            yield
+            with self._lock:
+                yield
         except (sqlite3.Error, OSError) as e:
             raise QueueUnavailable(f"{self.label}: {e}") from None
 

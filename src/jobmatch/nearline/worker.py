@@ -159,7 +159,7 @@ class Worker:
 
     def _open_counts(self) -> ProjectCounts:
         if self._counts is None:
-            self._counts = open_counts(self.settings.store_spec, create=False)
+            self._counts = open_counts(self.settings.store_spec)
         return self._counts
 
     def _open_store(self) -> FeatureStore:
