@@ -20,7 +20,7 @@ Say = Callable[[str], None]
 def step_reporter(say: Say, stage: str, every: float = 0.05) -> Callable[[int, int, float], None]:
     """A training loop's `progress(step, total, loss)` callback: one line per `every` of the steps, with an ETA."""
     started = time.perf_counter()
-    next_at = [0.0]
+    next_at = [every]  # the first steps include warm-up; an ETA from them would mislead
 
     def report(step: int, total: int, loss: float) -> None:
         if step < total and step < next_at[0] * total:

@@ -39,7 +39,7 @@ class IntentConfig:
         """The size `jobmatch run main` uses: a sample of members and a small BERT, so the whole main job stays
         within its time budget on two cores; `cpu` is the full-size evaluation. Four layers: the user vector pools
         the last four."""
-        return cls(name="main", max_members=5000, labels=500, bert=BertSize(layers=4, hidden=64, heads=2, max_len=128),
+        return cls(name="main", max_members=3000, labels=500, bert=BertSize(layers=4, hidden=64, heads=2, max_len=128),
                    vocab=4000, finetune_epochs=1, fasttext_dim=64, fasttext_epochs=3, e2e_epochs=10)
 
     @classmethod
