@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from jobmatch.ann.index import AnnParams, ShardedIndex
 from jobmatch.ann.sanns import sanns_entities
 from jobmatch.evaluate import fmt
-from jobmatch.evaluate.intent_models import VECTOR_KINDS, IntentModels, last_week
+from jobmatch.evaluate.intent_models import VECTOR_KINDS, models_before_test_week
 from jobmatch.evaluate.truth import Truth
 from jobmatch.events import EventLog
 from jobmatch.intent.config import IntentConfig
@@ -83,11 +83,7 @@ def evaluate_candidate_selection(log: EventLog, out: str | Path, truth: Truth | 
     out.mkdir(parents=True, exist_ok=True)
     config = config or (IntentConfig.quick() if quick else IntentConfig.cpu())
     ann = ann or AnnParams(seed=seed)
-    snap = log.snapshot()
-    t_start, test_from, t_end = last_week(snap)
-    say("documents before the test week")
-    docs = log.snapshot(test_from).documents()
-    models = IntentModels.fit(docs, config, seed, say)
+    snap, (t_start, test_from, t_end), docs, models = models_before_test_week(log, config, seed, say)
     say("user vectors and predicted entities as of the test week")
     vectors = models.vectors(docs)
     keys = np.array([d.member_id for d in docs], np.int64)

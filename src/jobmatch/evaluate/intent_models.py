@@ -15,18 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import BertForMaskedLM
 
-from jobmatch.events import MemberDocs, Snapshot
+from jobmatch.events import EventLog, MemberDocs, Snapshot
+from jobmatch.flows.intent import training_sample
 from jobmatch.flows.state import step_reporter
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
-from jobmatch.intent.datasets import fasttext_model, fasttext_user_vectors, xml_datasets
+from jobmatch.intent.datasets import fasttext_model, fasttext_user_vectors
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
 from jobmatch.rank.model import torch_threads
 from jobmatch.xmc.slice import Slice, SliceParams
 
 VECTOR_KINDS = ("fasttext", "bert_ft")
-MIN_MEMBERS = 20
 TORCH_THREADS = 1  # these BERTs are small: on a shared 2-core machine one thread trains them fastest
 DAY_US = 86_400_000_000
 TEST_DAYS = 7
@@ -43,6 +43,16 @@ def last_week(snap: Snapshot, min_days: int = 14) -> tuple[int, int, int]:
     if n_days < min_days:
         raise ValueError(f"data: {n_days} days of events; the evaluation needs at least {min_days}")
     return t_start, t_start + (n_days - TEST_DAYS) * DAY_US, t_end
+
+
+def models_before_test_week(log: EventLog, config: IntentConfig, seed: int, say: Callable[[str], None]
+                            ) -> tuple[Snapshot, tuple[int, int, int], list[MemberDocs], IntentModels]:
+    """(the log's snapshot, `last_week` of it, the documents before the test week, the intent models fit on them)."""
+    snap = log.snapshot()
+    weeks = last_week(snap)
+    say("documents before the test week")
+    docs = log.snapshot(weeks[1]).documents()
+    return snap, weeks, docs, IntentModels.fit(docs, config, seed, say)
 
 
 @dataclass
@@ -64,14 +74,7 @@ class IntentModels:
     @classmethod
     def _fit(cls, docs: list[MemberDocs], config: IntentConfig, seed: int, say: Callable[[str], None]
              ) -> IntentModels:
-        if config.max_members is not None and len(docs) > config.max_members:
-            pick = np.random.default_rng(seed).choice(len(docs), config.max_members, replace=False)
-            docs = [docs[i] for i in np.sort(pick)]
-        xml = xml_datasets(docs, top_k=config.labels)
-        has = [i for i, labels in enumerate(xml.labels_d2) if labels]
-        if len(has) < MIN_MEMBERS or len(xml.label_names) < 2:
-            raise ValueError(f"data: {len(has)} members with two sessions and a search or an application before the "
-                             f"cutoff ({len(xml.label_names)} labels); the intent models need {MIN_MEMBERS}")
+        docs, xml, has = training_sample(docs, config, seed)
         corpus = [s for d in docs for s in d.sessions]
         size = config.bert
         say("intent models: fastText")

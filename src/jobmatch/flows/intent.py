@@ -22,7 +22,7 @@ from jobmatch.events import MemberDocs
 from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData, Say, step_reporter
 from jobmatch.intent.bert import PretrainParams, build_model, fine_tune, pretrain, user_vectors
 from jobmatch.intent.config import IntentConfig
-from jobmatch.intent.datasets import xml_datasets
+from jobmatch.intent.datasets import XMLData, xml_datasets
 from jobmatch.intent.masking import session_pairs
 from jobmatch.intent.tokenizer import ActivityTokenizer
 from jobmatch.xmc.slice import Slice, SliceParams
@@ -36,7 +36,10 @@ ACTIVE_DAYS = 28
 MIN_MEMBERS = 20
 
 
-def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, say: Say) -> None:
+def training_sample(docs: list[MemberDocs], cfg: IntentConfig, seed: int) -> tuple[list[MemberDocs], XMLData,
+                                                                                   list[int]]:
+    """The members the models train on (a sample of `max_members`), their D1/D2 datasets, and the rows with D2
+    labels; NotEnoughData when too few members could teach the models anything."""
     if cfg.max_members is not None and len(docs) > cfg.max_members:
         pick = np.random.default_rng(seed).choice(len(docs), cfg.max_members, replace=False)
         docs = [docs[i] for i in np.sort(pick)]
@@ -45,6 +48,11 @@ def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, s
     if len(has) < MIN_MEMBERS or len(xml.label_names) < 2:
         raise NotEnoughData(f"intent: {len(has)} members with at least two sessions and a search or an application "
                             f"({len(xml.label_names)} distinct queries/titles); the models need {MIN_MEMBERS}")
+    return docs, xml, has
+
+
+def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, say: Say) -> None:
+    docs, xml, has = training_sample(docs, cfg, seed)
     size = cfg.bert
     say("intent: tokenizer")
     tok = ActivityTokenizer.train([s for d in docs for s in d.sessions], vocab_size=cfg.vocab)
