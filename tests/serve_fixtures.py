@@ -74,7 +74,8 @@ def free_port() -> int:
 
 
 class Server:
-    """`jobmatch serve` as a real uvicorn process on loopback (started through the app factory)."""
+    """`jobmatch serve` as a real uvicorn process on loopback (started through the app factory it runs: the API with
+    the explorer pages mounted)."""
 
     def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1):
         self.home, self.port = home, free_port()
@@ -83,7 +84,7 @@ class Server:
         full_env = {**os.environ, "JOBMATCH_HOME": str(home), "JOBMATCH_STORE": "", **(env or {})}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "jobmatch.serve.app:app_from_env", "--host",
+                [sys.executable, "-m", "uvicorn", "--factory", "jobmatch.web.app:app_from_env", "--host",
                  "127.0.0.1", "--port", str(self.port), "--workers", str(workers), "--log-level", "warning"],
                 env=full_env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120

@@ -42,7 +42,8 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
 def test_only_ingest_and_the_simulator_read_files_of_tables():
     """No `read_table(data / ...)` of simulator files outside ingest, the simulator and the truth reader."""
     allowed = {SRC / "events" / "ingest.py", SRC / "evaluate" / "truth.py",
-               SRC / "game" / "job.py"}  # the user's own Parquet, named in game.toml
+               SRC / "game" / "job.py",  # the user's own Parquet, named in game.toml
+               SRC / "engine" / "local.py"}  # the Parquet paths a flow hands the engine (the log's export)
     offenders = []
     for path in SRC.rglob("*.py"):
         if path in allowed or (SRC / "simulate") in path.parents:

@@ -213,7 +213,9 @@ def test_evaluate_activity_contract(small_market, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     variants = ["profile", "mean", "decay", "learned-cnn", "learned-transformer"]
-    assert list(m) == ["auc", "ndcg@10", "auc_drift_members", "bytes_per_member"]
+    assert list(m) == ["auc", "ndcg@10", "auc_drift_members", "bytes_per_member", "auc_by_history"]
+    assert list(m["auc_by_history"]) == ["0", "1-7", "8-32"]
+    assert all(list(by) == variants for by in m["auc_by_history"].values())
     assert list(m["auc"]) == variants and list(m["ndcg@10"]) == variants
     assert list(m["auc_drift_members"]) == variants and list(m["bytes_per_member"]) == variants[1:]
     assert all(0.5 < v < 1 for v in m["auc"].values())

@@ -99,7 +99,11 @@ def test_feedback_on_one_project_never_changes_another(hiring):
     members = m.members["member_id"].to_numpy()[:40]
     a, b = _busiest_projects(m.feedback, 2)
     before = prefs.features(b, members)
+    # 20 shown, 10 of them messaged: terms now differ in rate (had all 20 been messaged, every term would be rated
+    # at the project's own rate, which says nothing and weighs 0)
     for mem in members[:20]:
+        prefs.observe_impression(a, int(mem), "recommended_matches")
+    for mem in members[:10]:
         prefs.observe_feedback(a, int(mem), "recommended_matches", "message")
     assert np.abs(prefs.features(a, members)).sum() > 0
     np.testing.assert_array_equal(prefs.features(b, members), before)

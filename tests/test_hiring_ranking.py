@@ -61,8 +61,11 @@ def test_service_batch_equals_single_and_reacts_to_feedback(evaluated):
     assert sorted(c for c, _ in ranked) == candidates
     single = {c: service.rank_candidates(project, [c])[0][1] for c in candidates}
     assert all(np.isclose(score, single[c], rtol=1e-6) for c, score in ranked)
-    # the hirer messages five candidates who share the last candidate's skills -> its features move now
+    # the hirer is shown ten candidates and messages five -> the terms the last candidate shares with them move its
+    # features now (messaging every candidate shown would rate all terms at the project's own rate: weight 0)
     before = service.features(project, [candidates[-1]], "recommended_matches")
+    for c in candidates[:10]:
+        service.prefs.observe_impression(project, c, "recommended_matches")
     for c in candidates[:5]:
         service.prefs.observe_feedback(project, c, "recommended_matches", "message")
     after = service.features(project, [candidates[-1]], "recommended_matches")

@@ -184,3 +184,35 @@ def test_evaluate_qa_contract(small_market, tmp_path):
     assert m["protocol"] == "recent" and 0 < m["windows"]["recent"]["pending_share"] < 1
     report = (tmp_path / "e" / "report.md").read_text()
     assert "pending" in report and "as known at the cutoff" in report
+
+
+def _daily_rows(rng, members: int, per_member: int) -> dict:
+    x = rng.normal(size=members * per_member)
+    member = np.repeat(np.arange(members), per_member)
+    # each member has their own slope on x: the per-member model has something to learn
+    slope = np.linspace(-2, 2, members)[member]
+    y = (rng.random(x.size) < 1 / (1 + np.exp(-slope * x))).astype(np.int8)
+    return {"x": x, "member_id": member, "response": y}
+
+
+def test_an_incremental_update_refits_a_modelled_entity_from_a_single_new_label():
+    """Issue 15: min_samples counted on the day's new rows alone left members whose labels arrive one a day
+    without updates for good; the daily chain then trailed a full retrain."""
+    from jobmatch.game.model import Coordinate
+
+    coords = [Coordinate("global", "fixed", ("x",)),
+              Coordinate("member", "random", ("x",), l2=1.0, entity="member_id", min_samples=2)]
+    first = _daily_rows(np.random.default_rng(0), 20, 10)
+    prior = GameModel(coords, passes=2).fit(first)
+    # one new label per member, the opposite of what each member's model predicts
+    new = {"x": np.ones(20), "member_id": np.arange(20),
+           "response": (prior.decision_function({"x": np.ones(20), "member_id": np.arange(20)}) < 0).astype(np.int8)}
+    update = {"global": None, "member": np.arange(20)}
+    after = GameModel(coords, passes=1).fit(new, prior=prior, update=update, keep_best=False)
+    moved = np.abs(after.coordinates_["member"].coef - prior.coordinates_["member"].coef).max(axis=1)
+    assert (moved > 1e-3).all()
+    # an entity the prior does not model still needs min_samples rows
+    newcomer = {"x": np.ones(1), "member_id": np.array([99]), "response": np.array([1], np.int8)}
+    later = GameModel(coords, passes=1).fit(newcomer, prior=prior, update={"global": None, "member": [99]},
+                                            keep_best=False)
+    assert 99 not in later.coordinates_["member"].entity_ids

@@ -26,6 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from jobmatch.config import Settings
 from jobmatch.nearline.commands import register as register_worker
 from jobmatch.serve.commands import register as register_serve
+from jobmatch.studies.commands import register as register_studies
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Personalization signals for job marketplaces.")
@@ -84,6 +85,10 @@ EvalData = Annotated[Optional[Path], typer.Option(help="a folder of batches (a s
                                                        "ingest into OUT/events.duckdb and evaluate, instead of --db")]
 TruthOpt = Annotated[Optional[Path], typer.Option(help="the simulator's truth folder, for the measures that need "
                                                        "ground truth (simulated data only)")]
+EngineOpt = Annotated[str, typer.Option(help="local (in this process) | spark (PySpark; `pip install "
+                                            "'jobmatch[spark]'` and Java 17)")]
+Master = Annotated[Optional[str], typer.Option(help="with --engine spark: the Spark master URL (spark://HOST:7077, "
+                                                    "yarn, k8s://..., local[N]; default local[*])")]
 IntentSize = Annotated[str, typer.Option(help="model sizes: cpu (full size, about 20 minutes on 2 cores) | main "
                                               "(the main job's) | quick (tiny, under 3 minutes) | paper (002's "
                                               "BERT, for a GPU)")]
@@ -168,6 +173,21 @@ def _open_log(db: Path, read_only: bool = False, create: bool = True):
     if (read_only or not create) and not db.is_file():
         raise _fail(f"--db: no event log at {str(db)!r} (run `jobmatch run main`, or ingest into it first)")
     return EventLog(db, read_only=read_only, lock_timeout_s=Settings().lock_timeout_s)
+
+
+@contextmanager
+def _engine(name: str, master: Optional[str]) -> Iterator:
+    """The batch engine for a command, closed after it."""
+    from jobmatch.engine import EngineError, open_engine
+
+    try:
+        engine = open_engine(name, master)
+    except EngineError as e:
+        raise _fail(str(e)) from None
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def _open_store(spec: str, create: bool = False):
@@ -290,15 +310,17 @@ def report(db: Db = None, out: Annotated[Optional[Path], typer.Option(help="repo
 
 
 # -- flows -----------------------------------------------------------------------------------------------------
-def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store: Optional[str]) -> None:
+def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store: Optional[str],
+               engine: str = "local", master: Optional[str] = None) -> None:
     """Open the log and the store, run a dated flow, print its result as JSON (exit 2 when it could not run)."""
     from jobmatch.flows.state import FlowContext
 
     spec = _store_spec(store)
     with _open_log(_db(db), create=False) as log:
         day = _day(as_of, log)
-        with _progress(f"{title} {day}") as say, _open_store(spec, create=True) as fs:
-            ctx = FlowContext.create(log, fs, spec, _flows_home(), day, say=say)
+        with _engine(engine, master) as eng, _progress(f"{title} {day}") as say, \
+                _open_store(spec, create=True) as fs:
+            ctx = FlowContext.create(log, fs, spec, _flows_home(), day, say=say, engine=eng)
             result = step(ctx)
     typer.echo(json.dumps(result, indent=2))
     flows = result.values() if all(isinstance(v, dict) for v in result.values()) else [result]
@@ -316,15 +338,20 @@ def _run_dated(title: str, step, as_of: Optional[str], db: Optional[Path], store
 def run_daily_cmd(as_of: AsOf = None, db: Db = None, store: StoreSpec = None,
                   only: Annotated[Optional[str], typer.Option(help="comma-separated subset of hiring,qa,activity,"
                                                                    "intent,audience,search_ranking")] = None,
-                  size: IntentSize = "cpu") -> None:
-    """Every flow on what the log holds as of a day: hiring, QA, activity embeddings, intent, audience, search ranking."""
+                  size: IntentSize = "cpu", engine: EngineOpt = "local", master: Master = None) -> None:
+    """Every flow on what the log holds as of a day: hiring, QA, activity embeddings, intent, audience, search ranking.
+
+    With --engine spark, hiring's feedback counts (Spark SQL over the log's Parquet export) and the activity
+    embeddings' inference (per partition of members) run on Spark; the rest of hiring (the ranker), QA, intent,
+    audience and search ranking run in this process, as with --engine local. The results are the same.
+    """
     from jobmatch.flows.daily import FLOWS, DailyConfig, run_daily
 
     try:
         cfg = DailyConfig(flows=tuple(only.split(",")) if only else FLOWS, intent=_intent_config(False, size))
     except ValueError as e:
         raise _fail(f"--only: {e}") from None
-    _run_dated("daily", lambda ctx: run_daily(ctx, cfg), as_of, db, store)
+    _run_dated("daily", lambda ctx: run_daily(ctx, cfg), as_of, db, store, engine, master)
 
 
 @run_app.command("hiring")
@@ -536,13 +563,25 @@ def evaluate_candidate_selection_cmd(out: OutDir, db: Db = None, data: EvalData 
 # -- GAME on any data ------------------------------------------------------------------------------------------
 @game_app.command("train")
 def game_train(config: Annotated[Path, typer.Option(help="game.toml (see examples/game/game.toml)")], out: OutDir,
-               threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (default: the cores)")] = None
-               ) -> None:
-    """Train a GAME model from a TOML job; writes the model, OUT/metrics.json and OUT/report.md."""
+               threads: Annotated[Optional[int], typer.Option(help="BLAS/torch threads (default: the cores)")] = None,
+               engine: EngineOpt = "local", master: Master = None) -> None:
+    """Train a GAME model from a TOML job; writes the model, OUT/metrics.json and OUT/report.md.
+
+    With --engine spark the fixed effect is fit by Newton's method over partition sums and each random effect
+    per bucket of entities on the executors; the model matches --engine local's to rounding (see
+    jobmatch.game.spark for the exceptions: max_samples, float32).
+    """
     from jobmatch.game.job import train_job
 
-    with _progress("game train") as say:
-        metrics = train_job(config, out, threads=threads, say=say)
+    if engine == "spark" and threads is not None:
+        raise _fail("--threads: only for --engine local (Spark's executors set their own cores)")
+    with _engine(engine, master) as eng, _progress("game train") as say:
+        if eng.distributed:
+            from jobmatch.game.spark import train_job_spark
+
+            metrics = train_job_spark(config, out, eng, say=say)
+        else:
+            metrics = train_job(config, out, threads=threads, say=say)
     best = metrics.get("best_auc")
     console.print(f"best validation AUC {best:.4f} -> {out}" if best is not None else f"-> {out}")
 
@@ -556,6 +595,24 @@ def game_score(model_dir: Annotated[Path, typer.Option("--model", help="a saved 
 
     n = score_file(model_dir, data, out)
     console.print(f"{n:,} rows -> {out}")
+
+
+@app.command()
+def export(out: Annotated[Path, typer.Option(help="the folder for <kind>.parquet (one file per stream and entity "
+                                                  "table)")],
+           as_of: Annotated[Optional[str], typer.Option(help="only what the log holds as of the end of this UTC day "
+                                                             "(YYYY-MM-DD; default: everything)")] = None,
+           db: Db = None) -> None:
+    """Export the event log to Parquet: what a Spark cluster (or any Parquet reader) takes as input."""
+    from jobmatch.flows.export import export_snapshot
+    from jobmatch.flows.state import day_end_us
+
+    with _open_log(_db(db), read_only=True) as log, _progress("export") as say:
+        snap = log.snapshot(day_end_us(_day(as_of, log))[1] if as_of else None)
+        say("write")
+        paths = export_snapshot(snap, out)
+    for kind, (path, rows) in paths.items():
+        console.print(f"{kind}: {rows:,} rows -> {path}")
 
 
 # -- the feature store -----------------------------------------------------------------------------------------
@@ -622,6 +679,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 # serving and nearline commands live with their layers; added last so `--help` lists them after the flows
 register_serve(app)
 register_worker(app)
+register_studies(app)
 
 
 def main() -> None:

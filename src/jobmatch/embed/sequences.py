@@ -81,19 +81,33 @@ def member_sequences(log: tuple[np.ndarray, ...], as_of_us: int, window_days: fl
     return _pack(member, job, code, ts, ends, np.maximum(first, ends - SEQ_LEN))
 
 
+NEGATIVE_KINDS = ("random", "dismissed", "occupation")
+# source codes of ProxyExamples.source: 0 = the held-out real action, then one per kind of added negative
+REAL = 0
+SOURCE = {kind: i + 1 for i, kind in enumerate(NEGATIVE_KINDS)}
+DEFAULT_NEGATIVES = ("random",)
+
+
 @dataclass
 class ProxyExamples:
     """Context = up to SEQ_LEN - 1 real actions before the target, right-aligned; target = the held-out action's job
-    (or a random negative's), its label (1 for APPLY/SAVE) and loss weight (RAND_NEG weighs less than DISMISS)."""
+    (or an added negative's), its label (1 for APPLY/SAVE), loss weight (RAND_NEG weighs less than DISMISS) and
+    source (REAL, or SOURCE[kind] of the negative)."""
 
     context: Sequences
     target_job: np.ndarray
     label: np.ndarray
     weight: np.ndarray
+    source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = np.zeros(self.label.size, np.int8)
 
     def subset(self, mask: np.ndarray) -> ProxyExamples:
         idx = np.flatnonzero(mask)
-        return ProxyExamples(self.context.take(idx), self.target_job[idx], self.label[idx], self.weight[idx])
+        return ProxyExamples(self.context.take(idx), self.target_job[idx], self.label[idx], self.weight[idx],
+                             self.source[idx])
 
 
 def _random_jobs(log: tuple[np.ndarray, ...], days: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -108,15 +122,68 @@ def _random_jobs(log: tuple[np.ndarray, ...], days: np.ndarray, rng: np.random.G
     return job[order[lo + (rng.random(days.size) * (hi - lo)).astype(np.int64)]]
 
 
+def _hard_jobs(kind: str, log: tuple[np.ndarray, ...], target: np.ndarray, context_jobs: np.ndarray,
+               rng: np.random.Generator, job_group: np.ndarray | None) -> np.ndarray:
+    """For each positive target (an index into `log`), a hard negative job, or -1 where there is none.
+
+    `dismissed`: a job the same member dismissed that is not in the example's context (the context shows the
+    DISMISS, and a target found there as a dismissal would give the label away rather than test the embedding);
+    `occupation`: a job of the target's group (occupation) that anyone acted on that day — live, and as close to
+    the member's interest as a job can be without their signal. Both are never jobs the member applied to or
+    saved, at any time in the log: a hard negative must not be a positive in disguise."""
+    member, job, code, ts = log
+    engaged: dict[int, set[int]] = {}
+    dismissed: dict[int, list[int]] = {}
+    for m, j, c in zip(member.tolist(), job.tolist(), code.tolist()):
+        if c in POSITIVE:
+            engaged.setdefault(m, set()).add(j)
+        elif c == DISMISS and j >= 0:
+            dismissed.setdefault(m, []).append(j)
+    pool: dict[tuple[int, int], np.ndarray] = {}
+    if kind == "occupation":
+        if job_group is None:
+            raise ValueError("job_group: the 'occupation' negatives need each job row's occupation")
+        day = ts // DAY_US
+        ok = job >= 0
+        keys = np.stack([day[ok], job_group[job[ok]], job[ok]], 1)
+        keys = np.unique(keys, axis=0)
+        starts = np.flatnonzero(np.r_[True, (keys[1:, :2] != keys[:-1, :2]).any(1)])
+        for a, b in zip(starts.tolist(), np.r_[starts[1:], len(keys)].tolist()):
+            pool[(int(keys[a, 0]), int(keys[a, 1]))] = keys[a:b, 2]
+    out = np.full(target.size, -1, np.int64)
+    for i, t in enumerate(target.tolist()):
+        m = int(member[t])
+        banned = engaged.get(m, set())
+        if kind == "dismissed":
+            seen = set(context_jobs[i].tolist())
+            cands = [j for j in dismissed.get(m, ()) if j not in banned and j not in seen]
+        elif job[t] < 0:
+            continue
+        else:
+            cands = [j for j in pool.get((int(ts[t] // DAY_US), int(job_group[job[t]])), ()).tolist()
+                     if j not in banned]
+        if cands:
+            out[i] = cands[rng.integers(len(cands))]
+    return out
+
+
 def proxy_examples(log: tuple[np.ndarray, ...], rng: np.random.Generator | None = None, min_actions: int = 4,
-                   stride: int = 8, rand_neg_weight: float = 0.5) -> ProxyExamples:
+                   stride: int = 8, rand_neg_weight: float = 0.5, negatives: tuple[str, ...] = DEFAULT_NEGATIVES,
+                   job_group: np.ndarray | None = None, hard_neg_weight: float = 1.0) -> ProxyExamples:
     """000's proxy task: members with fewer than `min_actions` actions are dropped; each window of up to SEQ_LEN
     actions predicts its last action from the ones before; long histories give a window every `stride` actions.
 
-    With `rng`, every positive example gets a RAND_NEG twin: the same context, a target job drawn from the jobs
-    anyone interacted with that day, label 0, weight `rand_neg_weight`. 000 inserts random negatives into the
-    sequence at the positive's time ± a jitter; here they are never part of a context, so neither their presence
-    nor their position can give a label away (a RAND_NEG placed just before its own positive would announce it)."""
+    With `rng`, every positive example gets one twin per kind in `negatives` (where the kind has a candidate): the
+    same context, label 0, and a target job that is
+    * `random` (000's RAND_NEG): drawn from the jobs anyone interacted with that day, weight `rand_neg_weight`;
+    * `dismissed`, `occupation`: a hard negative (see `_hard_jobs`; `occupation` needs `job_group`, the occupation
+      code of each job row), weight `hard_neg_weight`.
+    000 inserts random negatives into the sequence at the positive's time ± a jitter; here added negatives are never
+    part of a context, so neither their presence nor their position can give a label away (a RAND_NEG placed just
+    before its own positive would announce it)."""
+    unknown = [k for k in negatives if k not in NEGATIVE_KINDS]
+    if unknown:
+        raise ValueError(f"negatives: unknown kind(s) {unknown}; expected some of {NEGATIVE_KINDS}")
     member, job, code, ts = log
     first = np.flatnonzero(np.r_[True, member[1:] != member[:-1]]) if member.size else np.zeros(0, np.int64)
     size = np.diff(np.r_[first, member.size])
@@ -131,13 +198,23 @@ def proxy_examples(log: tuple[np.ndarray, ...], rng: np.random.Generator | None 
     tcode = code[target]
     label = np.isin(tcode, POSITIVE).astype(np.int64)
     weight = np.ones(target.size)
+    source = np.full(target.size, REAL, np.int8)
     target_job = job[target]
     if rng is not None and target.size:
         pos = np.flatnonzero(label == 1)
-        negatives = _random_jobs(log, ts[target[pos]] // DAY_US, rng)
-        context = Sequences(*(np.concatenate([a, a[pos]]) for a in (context.member_id, context.job, context.action,
-                                                                    context.ts)))
-        target_job = np.concatenate([target_job, negatives])
-        label = np.concatenate([label, np.zeros(pos.size, np.int64)])
-        weight = np.concatenate([weight, np.full(pos.size, rand_neg_weight)])
-    return ProxyExamples(context, target_job, label, weight)
+        parts = []
+        for kind in negatives:
+            if kind == "random":
+                jobs_, w = _random_jobs(log, ts[target[pos]] // DAY_US, rng), rand_neg_weight
+            else:
+                jobs_, w = _hard_jobs(kind, log, target[pos], context.job[pos], rng, job_group), hard_neg_weight
+            found = jobs_ >= 0
+            parts.append((pos[found], jobs_[found], w, SOURCE[kind]))
+        rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        context = Sequences(*(np.concatenate([a, a[rows]]) for a in (context.member_id, context.job, context.action,
+                                                                     context.ts)))
+        target_job = np.concatenate([target_job, *(p[1] for p in parts)])
+        label = np.concatenate([label, np.zeros(rows.size, np.int64)])
+        weight = np.concatenate([weight, *(np.full(p[0].size, p[2]) for p in parts)])
+        source = np.concatenate([source, *(np.full(p[0].size, p[3], np.int8) for p in parts)])
+    return ProxyExamples(context, target_job, label, weight, source)

@@ -21,14 +21,16 @@ import xgboost as xgb
 
 from jobmatch.embed.aggregators import DecayAggregator, LearnedAggregator, MeanAggregator, gather
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
-from jobmatch.embed.sequences import DAY_US, POSITIVE, action_log, member_sequences, proxy_examples
+from jobmatch.embed.sequences import (DAY_US, DEFAULT_NEGATIVES, PAD, POSITIVE, action_log, member_sequences,
+                                      proxy_examples)
 from jobmatch.metrics import auc, ndcg_by_entity
 from jobmatch.evaluate import fmt
 from jobmatch.evaluate.truth import Truth
 from jobmatch.events import EventLog
 from jobmatch.features import IdIndex, PairFeaturizer
 
-VARIANTS = ("profile", "mean", "decay", "learned-cnn", "learned-transformer")
+# members by how many actions their 28-day window holds at the week's start (0: no activity embedding at all)
+HISTORY_BINS = ((0, 0), (1, 7), (8, 32))
 DECAY_GRID = (0.5, 0.7, 0.85, 0.95)
 CHANNELS = ("search", "recommendations", "alerts", "notifications")
 
@@ -60,9 +62,20 @@ def _cosine_proxy(ex, job_emb: np.ndarray) -> float:
     return auc(ex.label, np.where(norm > 0, (centre * target).sum(1) / np.maximum(norm, 1e-12), 0.0))
 
 
+def history_bin(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None, quick: bool = False, seed: int = 0,
-                      say: Callable[[str], None] | None = None) -> dict:
-    """With `truth` (a simulated marketplace), AUC is also reported for members whose intent drifted."""
+                      say: Callable[[str], None] | None = None, arches: tuple[str, ...] = ("cnn", "transformer"),
+                      negatives: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """With `truth` (a simulated marketplace), AUC is also reported for members whose intent drifted.
+
+    `negatives` names the proxy-task negative sets the learned aggregators train with: {suffix: kinds}, each giving
+    the variants `learned-<arch><suffix>` (default: {"": DEFAULT_NEGATIVES}); see `proxy_examples`."""
+    negatives = {"": DEFAULT_NEGATIVES} if negatives is None else negatives
+    learned_names = [f"learned-{a}{suffix}" for suffix in negatives for a in arches]
+    variants = ["profile", "mean", "decay", *learned_names]
     say = say or (lambda _m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,19 +107,26 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
 
     say("learned aggregators")
     past = tuple(a[log[3] < train_from] for a in log)
-    examples = proxy_examples(past, rng)
-    # a tenth of the members' windows are held out to measure the proxy task itself
-    held = (examples.context.member_id % 10) == 0
-    fit_ex, held_ex = examples.subset(~held), examples.subset(held)
+    occupation = np.unique(t["jobs"]["occupation"].to_numpy(zero_copy_only=False), return_inverse=True)[1]
     aggregators = {"mean": MeanAggregator()}
-    proxy_auc = {"cosine to mean of positive context": _cosine_proxy(held_ex, job_emb)}
-    for arch in ("cnn", "transformer"):
-        started = time.perf_counter()
-        model = LearnedAggregator(arch, epochs=1 if quick else 3, seed=seed).fit(fit_ex, job_emb)
-        seconds[f"learned-{arch}"] = time.perf_counter() - started
-        aggregators[f"learned-{arch}"] = model
-        proxy_auc[f"learned-{arch}"] = auc(held_ex.label, model.predict_proba(held_ex.context, held_ex.target_job,
-                                                                                job_emb))
+    proxy_auc: dict[str, float] = {}
+    proxy_sizes: dict[str, dict[str, float]] = {}
+    for suffix, kinds in negatives.items():
+        examples = proxy_examples(past, np.random.default_rng(seed), negatives=kinds, job_group=occupation)
+        # a tenth of the members' windows are held out to measure the proxy task itself
+        held = (examples.context.member_id % 10) == 0
+        fit_ex, held_ex = examples.subset(~held), examples.subset(held)
+        label = "+".join(kinds)
+        proxy_sizes[label] = {"examples": int(examples.label.size), "positive_share": float(examples.label.mean())}
+        proxy_auc[f"cosine to mean of positive context [{label}]"] = _cosine_proxy(held_ex, job_emb)
+        for arch in arches:
+            name = f"learned-{arch}{suffix}"
+            started = time.perf_counter()
+            model = LearnedAggregator(arch, epochs=1 if quick else 3, seed=seed).fit(fit_ex, job_emb)
+            seconds[name] = time.perf_counter() - started
+            aggregators[name] = model
+            proxy_auc[f"{name} [{label}]"] = auc(held_ex.label, model.predict_proba(held_ex.context,
+                                                                                      held_ex.target_job, job_emb))
 
     say("impressions")
     imp = snap.impression_outcomes()
@@ -142,6 +162,13 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
         c["profile"] = profile(c)
         c["job_vec"] = job_emb[np.fromiter((job_row[int(j)] for j in c["job_id"]), np.int64, c["job_id"].size)]
 
+    def history(c: dict, as_of: int) -> np.ndarray:
+        """Actions in each row's member's window at `as_of` (0 for members with none)."""
+        seqs = member_sequences(log, as_of, members=np.unique(c["member_id"]))
+        rows = IdIndex(seqs.member_id, "member_id").rows(c["member_id"], strict=False)
+        n = (seqs.action != PAD).sum(axis=1)
+        return np.where(rows >= 0, n[np.maximum(rows, 0)] if n.size else 0, 0)
+
     def embed(agg, c: dict, as_of: int) -> np.ndarray:
         seqs = member_sequences(log, as_of, members=np.unique(c["member_id"]))
         vec = agg.transform(seqs, job_emb)
@@ -169,7 +196,7 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
 
     say("recommenders")
     scores = {}
-    for name in VARIANTS:
+    for name in variants:
         if name == "profile":
             Xtr, Xte = train["profile"], test["profile"]
         else:
@@ -181,8 +208,15 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
     drift = np.zeros(test["member_id"].size, bool)
     if truth is not None:  # simulated data only: whose latent intent drifted in the two weeks
         drift = np.isin(test["member_id"], truth.drifted_members(train_from, t_end))
-    metrics = {"auc": {}, "ndcg@10": {}, "auc_drift_members": {}, "bytes_per_member": {}}
-    for name in VARIANTS:
+    metrics: dict[str, dict] = {"auc": {}, "ndcg@10": {}, "auc_drift_members": {}, "bytes_per_member": {},
+                                "auc_by_history": {}}
+    n_hist = history(test, test_from)
+    for lo, hi in HISTORY_BINS:
+        sel = (n_hist >= lo) & (n_hist <= hi)
+        both = sel.any() and 0 < test["label"][sel].mean() < 1  # AUC needs both classes
+        metrics["auc_by_history"][history_bin(lo, hi)] = {
+            name: auc(test["label"][sel], scores[name][sel]) if both else None for name in variants}
+    for name in variants:
         metrics["auc"][name] = auc(test["label"], scores[name])
         metrics["ndcg@10"][name] = ndcg_by_entity(test["request_id"], test["request_id"], test["label"], scores[name],
                                                   10)
@@ -194,8 +228,9 @@ def evaluate_activity(log: EventLog, out: str | Path, truth: Truth | None = None
     details = {"decay_grid": {str(k): v for k, v in grid.items()}, "decay_r": best_r, "seconds": seconds,
                "rows": {"train": int(train["label"].size), "test": int(test["label"].size),
                         "test_drift_members": int(drift.sum())},
-               "proxy_examples": int(examples.label.size), "proxy_positive_share": float(examples.label.mean()),
-               "proxy_auc_held_out": proxy_auc,
+               "proxy": proxy_sizes, "proxy_auc_held_out": proxy_auc, "variants": variants,
+               "history_rows": {history_bin(lo, hi): int(((n_hist >= lo) & (n_hist <= hi)).sum())
+                                for lo, hi in HISTORY_BINS},
                "positive_rate_test": float(test["label"].mean()), "quick": quick}
     (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
     _report(metrics, details, out)
@@ -208,13 +243,14 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    variants = details["variants"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
-    x = np.arange(len(VARIANTS))
-    a.bar(x - 0.2, [metrics["auc"][v] for v in VARIANTS], 0.4, label="all test members")
-    a.bar(x + 0.2, [metrics["auc_drift_members"][v] or 0 for v in VARIANTS], 0.4, label="members whose intent drifted")
+    x = np.arange(len(variants))
+    a.bar(x - 0.2, [metrics["auc"][v] for v in variants], 0.4, label="all test members")
+    a.bar(x + 0.2, [metrics["auc_drift_members"][v] or 0 for v in variants], 0.4, label="members whose intent drifted")
     lo = min(v for v in list(metrics["auc"].values()) + [v for v in metrics["auc_drift_members"].values() if v])
     a.set_ylim(max(0.5, lo - 0.02), max(metrics["auc"].values()) + 0.02)
-    a.set_xticks(x, VARIANTS, rotation=15, fontsize=8)
+    a.set_xticks(x, variants, rotation=15, fontsize=8)
     a.set_title("job recommendation AUC (test week)")
     a.legend(fontsize=8)
     g = details["decay_grid"]
@@ -226,7 +262,7 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
     fig.savefig(out / "activity.png", dpi=110)
     plt.close(fig)
     auc_ = metrics["auc"]
-    order = ["profile", "mean", "decay", max(("learned-cnn", "learned-transformer"), key=lambda v: auc_[v])]
+    order = ["profile", "mean", "decay", max((v for v in variants if v.startswith("learned-")), key=lambda v: auc_[v])]
     holds = all(auc_[order[i]] < auc_[order[i + 1]] for i in range(3))
     lines = ["# Member activity embeddings (seed 000)", "",
              f"A GBDT job recommender on impressions (label: applied or saved), trained on "
@@ -234,12 +270,14 @@ def _report(metrics: dict, details: dict, out: Path) -> None:
              f"{details['rows']['test']:,} of the last week ({details['rows']['test_drift_members']:,} of them shown to "
              f"members whose intent drifted in those two weeks). Decay rate r = {details['decay_r']} by grid search.", "",
              "| variant | AUC | NDCG@10 | AUC, drifted members | bytes / member |", "|---|---|---|---|---|"]
-    for v in VARIANTS:
+    for v in variants:
         lines.append(f"| {v} | {fmt(auc_[v], 4)} | {fmt(metrics['ndcg@10'][v], 4)} | {fmt(metrics['auc_drift_members'][v], 4)} |"
                      f" {metrics['bytes_per_member'].get(v, '–')} |")
     lines += ["", f"000's ordering profile < mean < decay < best learned on AUC: **{'holds' if holds else 'does not hold'}**"
               f" ({' < '.join(f'{v} {auc_[v]:.4f}' for v in order)}).", "",
-              f"Proxy task: {details['proxy_examples']:,} examples, {details['proxy_positive_share']:.0%} positive after "
-              "random negatives. Held-out proxy AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                                   details["proxy_auc_held_out"].items()) + ".", "", "![AUC by variant and the decay grid](activity.png)"]
+              "Proxy task (negatives added per positive: " + "; ".join(
+                  f"{k}: {v['examples']:,} examples, {v['positive_share']:.0%} positive" for k, v in
+                  details["proxy"].items()) + "). Held-out proxy AUC: " + ", ".join(
+                  f"{k} {v:.3f}" for k, v in details["proxy_auc_held_out"].items()) + ".", "",
+              "![AUC by variant and the decay grid](activity.png)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -81,7 +81,8 @@ def marketplace_stats(events: pa.Table, sessions: pa.Table, feedback: pa.Table |
     return stats
 
 
-def _plots(stats: dict, sessions: pa.Table, events: pa.Table, out: Path) -> list[tuple[str, str]]:
+def plots(stats: dict, sessions: pa.Table, events: pa.Table, out: Path, fmt: str = "png") -> list[tuple[str, str]]:
+    """The report's figures written to `out` as `fmt` files (png for reports, svg for the explorer); (caption, file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,9 +108,9 @@ def _plots(stats: dict, sessions: pa.Table, events: pa.Table, out: Path) -> list
     right.set_xlabel("session length (events)")
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "sessions_by_length.png", dpi=110)
+    fig.savefig(out / f"sessions_by_length.{fmt}", dpi=110)
     plt.close(fig)
-    figures.append(("Sessions by length (002 Figure 3 analog)", "sessions_by_length.png"))
+    figures.append(("Sessions by length (002 Figure 3 analog)", f"sessions_by_length.{fmt}"))
 
     members = events["member_id"].to_numpy()
     apply_mask = pc.equal(events["action"], "APPLY").to_numpy(zero_copy_only=False)
@@ -129,10 +130,10 @@ def _plots(stats: dict, sessions: pa.Table, events: pa.Table, out: Path) -> list
         if mark:
             ax.axvline(mark, color="k", ls="--", lw=1)
     fig.tight_layout()
-    fig.savefig(out / "distributions.png", dpi=110)
+    fig.savefig(out / f"distributions.{fmt}", dpi=110)
     plt.close(fig)
     figures.append(("Activity distributions (log-log; dashed: the seeds' 5 applies / 10 applicants)",
-                    "distributions.png"))
+                    f"distributions.{fmt}"))
     return figures
 
 
@@ -141,7 +142,7 @@ def write_marketplace_report(stats: dict, sessions: pa.Table, events: pa.Table, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "marketplace.json").write_text(json.dumps(stats, indent=2) + "\n")
-    figures = _plots(stats, sessions, events, out)
+    figures = plots(stats, sessions, events, out)
     a, j = stats["applies_per_applicant"], stats["applicants_per_job"]
     lines = [f"# {title}", "", preface, "",
              "## Volume", "",

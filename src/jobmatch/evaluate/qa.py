@@ -29,7 +29,7 @@ from jobmatch.events import EventLog
 from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, LabelPolicy, applications, collect_labels, positive_latency
 from jobmatch.metrics import auc
-from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer, new_labels, qa_coordinates, subset_rows
+from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer, catch_up_rows, new_labels, qa_coordinates, subset_rows
 
 Say = Callable[[str], None]
 TEST_DAYS, VALIDATION_DAYS = 7, 2
@@ -142,6 +142,100 @@ def _window(data: _Data, cutoff: int, coords_fn, seed: int, say: Say) -> dict:
             "_game": game}
 
 
+def _matured_cut(data: _Data) -> int | None:
+    """The training cutoff whose test week's labels have all matured by the end of the data, if there is one."""
+    cut = data.t_end - (MATURE_DAYS + TEST_DAYS) * DAY_US
+    return cut // DAY_US * DAY_US if cut - data.t_start >= (VALIDATION_DAYS + 3) * DAY_US else None
+
+
+def compare_models(log: EventLog, seed: int = 0, say: Say | None = None) -> dict:
+    """GBDT vs the GAME components on the matured window alone (`evaluate_qa`'s headline, without the freshness
+    and latency parts): for studies that sweep the data's shape. Adds the data's applicants per job."""
+    say = say or (lambda _m: None)
+    data = _Data(log, seed)
+    cut = _matured_cut(data)
+    if cut is None:
+        raise ValueError(f"data: {data.n_days} days are too short for a matured window (needs "
+                         f"{MATURE_DAYS + TEST_DAYS + VALIDATION_DAYS + 3})")
+    window = _window(data, cut, qa_coordinates, seed, say)
+    window.pop("_game")
+    per_job = np.unique(data.apps["job_id"].to_numpy(), return_counts=True)[1]
+    return window | {"applicants_per_job_median": float(np.median(per_job)),
+                     "applications": int(data.apps.num_rows)}
+
+
+def retrain_chains(data: _Data, t0_day: int, policies: dict[str, dict], seed: int, say: Say,
+                   last_day: int | None = None, keep_rows: bool = False) -> dict:
+    """Models fit at the end of day t0 - 1 (labels as known then), then kept up to date by each policy, tested on
+    every later day's applications (labels as known at the end of the data).
+
+    policies: name -> {"kind": "frozen" | "incremental" | "full", and optionally, for incremental,
+    "max_prior_precision" (the prior's precision cap, see `GameModel.fit`), "refit_global_days" (default 7, as the
+    flow), "passes" (default 1), "catch_up" (see `catch_up_rows`) and "full_every" (a full retrain every that many
+    days instead of the update); for frozen, "global_only" (the global model alone, a baseline)}.
+      frozen:      never retrained (how stale a model gets);
+      incremental: every day, yesterday's posterior is the prior and only labels new (or changed) since yesterday
+                   are fit; the global model is refit weekly — what the daily QA flow does;
+      full:        every day, a fresh fit on everything known by the end of yesterday.
+    Returns per-day AUC and training seconds per policy, and each policy's last model.
+    """
+    featurizer = data.featurizer(data.t_start + t0_day * DAY_US)
+    all_rows, all_known = data.rows(featurizer, data.t_end)
+    days = (all_rows["applied_at"] - data.t_start) // DAY_US
+    coords = qa_coordinates(featurizer)
+    end = data.n_days - 3 if last_day is None else min(last_day + 1, data.n_days - 3)
+    horizon = [d for d in range(t0_day, end) if ((days == d) & all_known).sum() > 200]
+
+    def as_of(day_end: int) -> dict[str, np.ndarray]:
+        """Training rows as known at the end of `day_end`: applied by then, label known by then."""
+        cut = data.t_start + (day_end + 1) * DAY_US
+        rows, known = data.rows(featurizer, cut, applied_to=cut)
+        return subset_rows(rows, known)
+
+    base = as_of(t0_day - 1)
+    models, seconds, out = {}, {}, {"days": [], "auc": {name: [] for name in policies}}
+    first: dict[bool, tuple[GameModel, float]] = {}  # every policy starts from the same fit (one per model shape)
+    for name, p in policies.items():
+        shape = bool(p.get("global_only"))
+        if shape not in first:
+            start = time.perf_counter()
+            model = GameModel(coords[:1] if shape else coords, passes=1 if shape else 3, seed=seed).fit(base)
+            first[shape] = model, time.perf_counter() - start
+        models[name], seconds[name] = first[shape][0], [first[shape][1]]
+    prev_rows = base
+    for i, d in enumerate(horizon):
+        if i > 0:  # retrain with everything known by the end of yesterday
+            rows = as_of(d - 1)
+            new = new_labels(rows, (prev_rows["project_id"], prev_rows["member_id"], prev_rows["response"]))
+            for name, p in policies.items():
+                start = time.perf_counter()
+                if p["kind"] == "incremental" and p.get("full_every") and i % p["full_every"] == 0:
+                    models[name] = GameModel(coords, passes=3, seed=seed).fit(rows)
+                elif p["kind"] == "incremental":
+                    refit_global = i % p.get("refit_global_days", 7) == 0
+                    fit = catch_up_rows(rows, new, models[name]) if p.get("catch_up") else new
+                    models[name] = GameModel(coords, passes=p.get("passes", 1), seed=seed).fit(
+                        subset_rows(rows, fit), prior=models[name],
+                        update={"global": np.array([]) if refit_global else None,
+                                "member": np.unique(rows["member_id"][fit]), "job": np.unique(rows["job_id"][fit])},
+                        keep_best=False, max_prior_precision=p.get("max_prior_precision"))
+                elif p["kind"] == "full":
+                    models[name] = GameModel(coords, passes=3, seed=seed).fit(rows)
+                elif p["kind"] != "frozen":
+                    raise ValueError(f"policies: {name!r} has unknown kind {p['kind']!r}")
+                seconds[name].append(time.perf_counter() - start)
+            prev_rows = rows
+            say(f"day {d - t0_day + 1} of {len(horizon)}")
+        today = subset_rows(all_rows, all_known & (days == d))
+        out["days"].append(int(d - t0_day + 1))
+        for name, model in models.items():
+            out["auc"][name].append(auc(today["response"], model.decision_function(today)))
+    out |= {"seconds": seconds, "models": models, "t0_day": t0_day, "horizon": horizon, "last_rows": prev_rows}
+    if keep_rows:
+        out |= {"all_rows": all_rows, "all_known": all_known, "row_days": days, "coords": coords}
+    return out
+
+
 def evaluate_qa(log: EventLog, out: str | Path, seed: int = 0, say: Say | None = None) -> dict:
     say = say or (lambda _m: None)
     out = Path(out)
@@ -152,11 +246,10 @@ def evaluate_qa(log: EventLog, out: str | Path, seed: int = 0, say: Say | None =
     latency = positive_latency(final)
     coords_fn = qa_coordinates
     windows = {}
-    matured_cut = data.t_end - (MATURE_DAYS + TEST_DAYS) * DAY_US
-    if matured_cut - t_start >= (VALIDATION_DAYS + 3) * DAY_US:
+    matured_cut = _matured_cut(data)
+    if matured_cut is not None:
         say("matured window")
-        windows["matured"] = _window(data, matured_cut // DAY_US * DAY_US, coords_fn, seed,
-                                     lambda m: say(f"matured window: {m}"))
+        windows["matured"] = _window(data, matured_cut, coords_fn, seed, lambda m: say(f"matured window: {m}"))
     say("recent window")
     recent_cut = t_start + int(0.6 * n_days) * DAY_US
     windows["recent"] = _window(data, recent_cut, coords_fn, seed, lambda m: say(f"recent window: {m}"))
@@ -167,44 +260,15 @@ def evaluate_qa(log: EventLog, out: str | Path, seed: int = 0, say: Say | None =
 
     # -- freshness: fit at day T0 with the labels known then; frozen vs retrained every day (incremental)
     say("freshness")
-    t0_day = int(0.35 * n_days)
-    featurizer = data.featurizer(t_start + t0_day * DAY_US)
-    all_rows, all_known = data.rows(featurizer, data.t_end)
-    days = (all_rows["applied_at"] - t_start) // DAY_US
-    coords = coords_fn(featurizer)
-    horizon = [d for d in range(t0_day, n_days) if ((days == d) & all_known).sum() > 200 and d < n_days - 3]
-
-    def as_of(day_end: int) -> dict[str, np.ndarray]:
-        """Training rows as known at the end of `day_end`: applied by then, label known by then."""
-        cut = t_start + (day_end + 1) * DAY_US
-        rows, known = data.rows(featurizer, cut, applied_to=cut)
-        return subset_rows(rows, known)
-
-    base = as_of(t0_day - 1)
-    frozen = GameModel(coords, passes=3, seed=seed).fit(base)
-    frozen_global = GameModel(coords[:1], passes=1, seed=seed).fit(base)
-    daily, prev_rows = frozen, base
-    fresh = {"days": [], "auc_frozen": [], "auc_daily": [], "auc_global": []}
-    inc_seconds = []
-    for i, d in enumerate(horizon):
-        if i > 0:  # retrain with everything known by the end of yesterday
-            rows = as_of(d - 1)
-            # a Bayesian update: yesterday's posterior is the prior, so only labels that are new (or changed)
-            # since yesterday are fit; the global model is refit weekly
-            new = new_labels(rows, (prev_rows["project_id"], prev_rows["member_id"], prev_rows["response"]))
-            start = time.perf_counter()
-            refit_global = i % 7 == 0
-            daily = GameModel(coords, passes=1, seed=seed).fit(
-                subset_rows(rows, new), prior=daily, update={"global": np.array([]) if refit_global else None,
-                                                         "member": np.unique(rows["member_id"][new]),
-                                                         "job": np.unique(rows["job_id"][new])}, keep_best=False)
-            inc_seconds.append(time.perf_counter() - start)
-            prev_rows = rows
-        today = subset_rows(all_rows, all_known & (days == d))
-        fresh["days"].append(int(d - t0_day + 1))
-        fresh["auc_frozen"].append(auc(today["response"], frozen.decision_function(today)))
-        fresh["auc_daily"].append(auc(today["response"], daily.decision_function(today)))
-        fresh["auc_global"].append(auc(today["response"], frozen_global.decision_function(today)))
+    chains = retrain_chains(data, int(0.35 * n_days), {"frozen": {"kind": "frozen"},
+                                                        "daily": {"kind": "incremental"},
+                                                        "global": {"kind": "frozen", "global_only": True}},
+                            seed, lambda m: say(f"freshness: {m}"), keep_rows=True)
+    t0_day, horizon = chains["t0_day"], chains["horizon"]
+    fresh = {"days": chains["days"], "auc_frozen": chains["auc"]["frozen"], "auc_daily": chains["auc"]["daily"],
+             "auc_global": chains["auc"]["global"]}
+    daily, prev_rows, inc_seconds = chains["models"]["daily"], chains["last_rows"], chains["seconds"]["daily"][1:]
+    all_rows, all_known, days, coords = chains["all_rows"], chains["all_known"], chains["row_days"], chains["coords"]
 
     # -- incremental vs full retrain on the last day's data
     say("full retrain")

@@ -33,6 +33,19 @@ class Truth:
     def _table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.folder / f"{name}.parquet", columns=columns)
 
+    def member_drift(self, member_id: int) -> dict | None:
+        """One member's latent intent and its drift (the explorer shows it, labelled as simulated truth)."""
+        t = pq.read_table(self.folder / "members.parquet", filters=[("member_id", "=", member_id)],
+                          columns=["drift_kind", "drift_at", "target_occupation", "remote_pref",
+                                   "target_occupation_after", "remote_pref_after"])
+        if t.num_rows == 0:
+            return None
+        row = t.to_pylist()[0]
+        at = row["drift_at"]
+        return {"at": at.isoformat() if at is not None else None, "kind": row["drift_kind"],
+                "before": {"occupation": row["target_occupation"], "remote": row["remote_pref"]},
+                "after": {"occupation": row["target_occupation_after"], "remote": row["remote_pref_after"]}}
+
     def drifted_members(self, from_us: int, to_us: int) -> np.ndarray:
         """Members whose latent intent drifted in [from_us, to_us)."""
         t = self._table("members", ["member_id", "drift_at"])

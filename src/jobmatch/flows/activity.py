@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from jobmatch.embed.aggregators import Aggregator, DecayAggregator, LearnedAggregator, MeanAggregator, registry
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
 from jobmatch.embed.sequences import (ACTION_CODE, DAY_US, PAD, SEQ_LEN, Sequences, action_log, member_sequences,
                                       proxy_examples)
+from jobmatch.engine import Engine
 from jobmatch.events import Snapshot
 from jobmatch.flows.state import FlowContext, NotEnoughData
 from jobmatch.store import FeatureStore
@@ -50,7 +52,7 @@ class EmbeddingModels:
     """The job encoder, the embeddings of the jobs known, and the registered aggregators, trained or loaded
     together. Jobs are embedded from content, so `with_jobs` extends the models to jobs posted since training."""
 
-    def __init__(self, encoder: JobEncoder, job_ids: np.ndarray, job_emb: np.ndarray,
+    def __init__(self, encoder: JobEncoder | None, job_ids: np.ndarray, job_emb: np.ndarray,
                  aggregators: Mapping[str, Aggregator]):
         self.encoder, self.job_ids, self.job_emb = encoder, job_ids, job_emb
         self.job_row = {int(j): i for i, j in enumerate(job_ids.tolist())}
@@ -78,8 +80,15 @@ class EmbeddingModels:
         return EmbeddingModels(self.encoder, jobs["job_id"].to_numpy(), emb, self.aggregators)
 
     def save(self, directory: str | Path) -> Path:
-        d = Path(directory)
+        d = self.save_inference(directory)
         self.encoder.save(d / "job_encoder")
+        return d
+
+    def save_inference(self, directory: str | Path) -> Path:
+        """What embedding members needs — the jobs' embeddings and the aggregators, not the job encoder: the copy
+        a distributed engine's executors load."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
         np.savez(d / "jobs.npz", job_ids=self.job_ids, job_emb=self.job_emb)
         for name, agg in self.aggregators.items():
             agg.save(d / name)
@@ -87,12 +96,14 @@ class EmbeddingModels:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> EmbeddingModels:
+    def load(cls, directory: str | Path, encoder: bool = True) -> EmbeddingModels:
+        """The models saved in `directory`; without the job encoder (`encoder=False`, for `save_inference`'s
+        folders) they embed members only."""
         d = Path(directory)
         with np.load(d / "jobs.npz", allow_pickle=False) as z:
             job_ids, job_emb = z["job_ids"], z["job_emb"]
         names = json.loads((d / "aggregators.json").read_text())
-        return cls(JobEncoder.load(d / "job_encoder"), job_ids, job_emb,
+        return cls(JobEncoder.load(d / "job_encoder") if encoder else None, job_ids, job_emb,
                    {n: LOADERS[n].load(d / n) for n in names})
 
     def embed(self, seqs: Sequences) -> dict[str, np.ndarray]:
@@ -108,6 +119,54 @@ def load_models(snap: Snapshot, home: Path, epochs: int = 3, seed: int = 0) -> t
     models = EmbeddingModels.train(jobs, companies, snap.events(EVENT_COLUMNS), epochs, seed)
     models.save(directory)
     return models, True
+
+
+_LOADED: dict[tuple[str, int], EmbeddingModels] = {}
+
+
+def inference_models(directory: str) -> EmbeddingModels:
+    """The models of a `save_inference` folder, loaded once per process: an executor's Python worker serves every
+    partition (Spark reuses workers) with one load. Keyed by the folder's save time too, so a folder saved again
+    (a day's run repeated after its state was removed) is read again."""
+    key = (directory, (Path(directory) / "aggregators.json").stat().st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = EmbeddingModels.load(directory, encoder=False)
+    return _LOADED[key]
+
+
+def _matrix(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
+    return column.combine_chunks().flatten().to_numpy().astype(dtype).reshape(-1, SEQ_LEN)
+
+
+def _lists(values: np.ndarray) -> pa.Array:
+    n, d = values.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * d), pa.array(values.ravel()))
+
+
+def embed_distributed(engine: Engine, models: EmbeddingModels, seqs: Sequences, folder: Path) -> dict[str, np.ndarray]:
+    """`models.embed(seqs)` by the engine, a partition of members at a time: the models are saved to
+    FOLDER/models for the executors, the sequences to FOLDER/sequences.parquet, the embeddings written to
+    FOLDER/embeddings (Parquet, one column per aggregator) and returned in the order of `seqs`."""
+    if len(seqs) == 0:  # nobody changed since the last run: nothing to hand out
+        return models.embed(seqs)
+    directory = str(models.save_inference(folder / "models"))
+    source = folder / "sequences.parquet"
+    pq.write_table(pa.table({"member_id": seqs.member_id, "job": _lists(seqs.job), "action": _lists(seqs.action),
+                             "ts": _lists(seqs.ts)}), source)
+    names = list(models.aggregators)
+    schema = pa.schema([("member_id", pa.int64())] + [(n, pa.list_(pa.float32())) for n in names])
+
+    def embed(t: pa.Table) -> pa.Table:
+        part = Sequences(t["member_id"].to_numpy(), _matrix(t["job"], np.int64), _matrix(t["action"], np.int8),
+                         _matrix(t["ts"], np.int64))
+        vectors = inference_models(directory).embed(part)
+        return pa.table({"member_id": part.member_id, **{n: _lists(vectors[n]) for n in names}})
+
+    out = engine.map_batches(str(source), embed, schema, out=folder / "embeddings")
+    found = out["member_id"].to_numpy()
+    order = np.argsort(found)
+    at = order[np.searchsorted(found, seqs.member_id, sorter=order)]  # each member's row in `out`
+    return {n: out[n].combine_chunks().flatten().to_numpy().reshape(out.num_rows, -1)[at] for n in names}
 
 
 def run_activity_embeddings(ctx: FlowContext, epochs: int = 3, seed: int = 0) -> dict:
@@ -130,7 +189,10 @@ def run_activity_embeddings(ctx: FlowContext, epochs: int = 3, seed: int = 0) ->
         gone = [str(m) for m in np.setdiff1d(changed, seqs.member_id).tolist()]
     else:
         seqs, gone = member_sequences(log, cutoff, WINDOW_DAYS), []
-    vectors = models.embed(seqs)
+    if ctx.engine.distributed:  # the models' inference a partition of members at a time, on the engine
+        vectors = embed_distributed(ctx.engine, models, seqs, flow.home / "runs" / ctx.day)
+    else:
+        vectors = models.embed(seqs)
     keys = [str(m) for m in seqs.member_id.tolist()]
     jobs = {str(j): v for j, v in zip(models.job_ids.tolist(), models.job_emb)}
     datasets = {dataset_name(agg): dict(zip(keys, vectors[name])) for name, agg in models.aggregators.items()}

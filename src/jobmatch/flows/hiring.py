@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from jobmatch.events import Snapshot
+from jobmatch.flows.export import export_snapshot
 from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData
 from jobmatch.hiring.dataset import build_dataset, candidate_impressions
 from jobmatch.hiring.online import HirerPreferences
@@ -26,6 +29,16 @@ from jobmatch.hiring.terms import ProfileTerms
 GROUP, RANKER = "hiring", "hiring/ranker"
 BATCH = 5000
 MIN_RATED_REQUESTS = 20
+# What `candidate_impressions` and the feedback read give the counters, in SQL for a distributed engine. The counters
+# count each (candidate, channel) impression and each (candidate, channel, rating) once, so the distinct rows
+# give the same counts as every row.
+SHOWN_SQL = """
+SELECT DISTINCT project_id, member_id, channel FROM (
+  SELECT p.project_id, e.member_id, 'applicants' AS channel
+  FROM events e JOIN projects p ON p.job_id = e.job_id WHERE e.action = 'APPLY'
+  UNION ALL
+  SELECT project_id, member_id, channel FROM hirer_impressions)"""
+RATED_SQL = "SELECT DISTINCT project_id, member_id, channel, feedback FROM feedback"
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,15 @@ def feed_counts(prefs: HirerPreferences, shown: pa.Table, feedback: pa.Table) ->
     return new_shown, new_rated
 
 
+def distributed_streams(ctx: FlowContext, snap: Snapshot, since: int | None,
+                        folder: Path) -> tuple[pa.Table, pa.Table]:
+    """(candidates shown, ratings) since `since` by the context's engine with SQL, over the log's Parquet export
+    in `folder`."""
+    paths = export_snapshot(snap, folder, ("events", "feedback", "hirer_impressions", "projects"), since_us=since)
+    tables = {kind: str(path) for kind, (path, _) in paths.items()}
+    return ctx.engine.sql(SHOWN_SQL, tables), ctx.engine.sql(RATED_SQL, tables)
+
+
 def run_hiring(ctx: FlowContext, cfg: HiringFlowConfig = HiringFlowConfig()) -> dict:
     flow = ctx.state("hiring")
     if (done := flow.previous_result(ctx.day)) is not None:
@@ -65,9 +87,13 @@ def run_hiring(ctx: FlowContext, cfg: HiringFlowConfig = HiringFlowConfig()) -> 
     try:
         prefs = HirerPreferences(ProfileTerms.from_members(members), counts, projects["project_id"].to_pylist())
         # applicants are shown when they apply; a rated candidate's later rating may concern an earlier impression
-        shown = candidate_impressions(snap.events(["member_id", "ts", "action", "job_id"], since_us=since),
-                                      projects, snap.hirer_impressions(since_us=since))
-        new_shown, new_rated = feed_counts(prefs, shown, snap.feedback(since_us=since))
+        if ctx.engine.distributed:
+            shown, rated = distributed_streams(ctx, snap, since, flow.home / "parquet" / ctx.day)
+        else:
+            shown = candidate_impressions(snap.events(["member_id", "ts", "action", "job_id"], since_us=since),
+                                          projects, snap.hirer_impressions(since_us=since))
+            rated = snap.feedback(since_us=since)
+        new_shown, new_rated = feed_counts(prefs, shown, rated)
     finally:
         counts.close()
     result = {"as_of": ctx.day, "status": "ok", "impressions_counted": new_shown, "ratings_counted": new_rated}

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from jobmatch.engine import Engine
+from jobmatch.engine.local import LocalEngine
 from jobmatch.events import EventLog, Snapshot
 from jobmatch.store import FeatureStore
 
@@ -97,12 +99,14 @@ class FlowContext:
     cutoff_us: int
     store_spec: str  # the store's spec: hirer counts live in the same SQLite file or Redis
     say: Say = field(default=lambda _m: None)
+    # where the flows with a distributed path (hiring counts, activity inference) run it; the others run here
+    engine: Engine = field(default_factory=LocalEngine)
 
     @classmethod
     def create(cls, log: EventLog, store: FeatureStore, store_spec: str, home: str | Path, as_of: datetime | date,
-               say: Say | None = None) -> FlowContext:
+               say: Say | None = None, engine: Engine | None = None) -> FlowContext:
         day, cutoff = day_end_us(as_of)
-        return cls(log, store, Path(home), day, cutoff, store_spec, say or (lambda _m: None))
+        return cls(log, store, Path(home), day, cutoff, store_spec, say or (lambda _m: None), engine or LocalEngine())
 
     @property
     def day(self) -> str:

@@ -45,15 +45,22 @@ def train_job(config: Path, out: Path, threads: int | None = None,
     except ValueError as e:  # what the files disagree on, e.g. integer entity ids in one and strings in the other
         raise GameJobError(f"{config}: {e}") from None
     seconds = time.perf_counter() - start
+    return write_results(config, model, out, {
+        "train_rows": len(train[model.response]),
+        "validation_rows": None if validation is None else len(validation[model.response]),
+        "threads": model.threads or available_cores(), "seconds": seconds})
+
+
+def write_results(config: Path, model, out: Path, run: dict) -> dict:
+    """Save the fitted model with its metrics.json (the fit's steps and choices, then `run`'s sizes and times) and
+    report.md; returns the metrics. Shared by the local and the Spark engine."""
     model.save(out)
     metrics = {"steps": [{"pass": s.pass_, "coordinate": s.coordinate, "auc": s.auc, "objective": s.objective,
                           "seconds": s.seconds, "l2": s.l2} for s in model.steps_],
                "best_auc": model.best_auc_,
                "l2": {name: m.l2 for name, m in model.coordinates_.items()},
                "l2_grid": {name: {repr(k): v for k, v in grid.items()} for name, grid in model.l2_grid_.items()},
-               "train_rows": len(train[model.response]),
-               "validation_rows": None if validation is None else len(validation[model.response]),
-               "threads": model.threads or available_cores(), "seconds": seconds}
+               **run}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(_report(config, model, metrics))
     return metrics

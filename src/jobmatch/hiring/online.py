@@ -111,28 +111,33 @@ class HirerPreferences:
         self.counts.add_many(updates[0::2])
         return self.counts.add_many(updates[1::2])
 
-    def features(self, project_id: int, member_ids: Sequence[int]) -> np.ndarray:
-        """Personalization features (len(member_ids), len(TERM_TYPES) * len(combos)), in `feature_names` order."""
+    def term_weights(self, project_id: int, terms: np.ndarray) -> np.ndarray:
+        """w(t, s, r) of the project for the given term indices: (len(combos), len(terms)), in `combos` order;
+        0 for a term the project has no evidence on (the prior pulls its rate to the project's own)."""
         p = self._check_project(project_id)
-        rows = self.terms.rows(member_ids)
-        sub = self.terms.matrix[rows]
-        used = np.unique(sub.indices).astype(np.int64)
+        terms = np.asarray(terms, np.int64)
         k = len(self.combos)
         s_all = np.arange(len(CHANNELS))
         # one lookup for every counter the weights need
         wanted = np.concatenate([
             code(N_SHOWN, s_all), code(C_RATED, self._combo_s, self._combo_r),
-            code(N_TERM_SHOWN, s_all[:, None], 0, used[None, :]).ravel(),
-            code(C_TERM_RATED, self._combo_s[:, None], self._combo_r[:, None], used[None, :]).ravel(),
+            code(N_TERM_SHOWN, s_all[:, None], 0, terms[None, :]).ravel(),
+            code(C_TERM_RATED, self._combo_s[:, None], self._combo_r[:, None], terms[None, :]).ravel(),
         ])
         got = self.counts.lookup(p, wanted)
         n_ch = len(CHANNELS)
         N = got[:n_ch]
         C = got[n_ch:n_ch + k]
-        n = got[n_ch + k:n_ch + k + n_ch * used.size].reshape(n_ch, used.size)
-        c = got[n_ch + k + n_ch * used.size:].reshape(k, used.size)
-        w = term_weight(c, n[self._combo_s], C[:, None], N[self._combo_s][:, None], self.prior_strength)  # (k, U)
-        return aggregate(sub, used, w.T, self.terms.term_type)
+        n = got[n_ch + k:n_ch + k + n_ch * terms.size].reshape(n_ch, terms.size)
+        c = got[n_ch + k + n_ch * terms.size:].reshape(k, terms.size)
+        return term_weight(c, n[self._combo_s], C[:, None], N[self._combo_s][:, None], self.prior_strength)
+
+    def features(self, project_id: int, member_ids: Sequence[int]) -> np.ndarray:
+        """Personalization features (len(member_ids), len(TERM_TYPES) * len(combos)), in `feature_names` order."""
+        rows = self.terms.rows(member_ids)
+        sub = self.terms.matrix[rows]
+        used = np.unique(sub.indices).astype(np.int64)
+        return aggregate(sub, used, self.term_weights(project_id, used).T, self.terms.term_type)
 
 
 def aggregate(member_terms, used: np.ndarray, w_used: np.ndarray, term_type: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from jobmatch.game.model import Coordinate
+from jobmatch.game.model import Coordinate, GameModel
 from jobmatch.features import PAIR_FEATURES, IdIndex, PairFeaturizer, rows_in
 
 GLOBAL_FEATURES = PAIR_FEATURES
@@ -98,3 +98,16 @@ def label_keys(rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.
 def new_labels(rows: dict[str, np.ndarray], seen: tuple[np.ndarray, ...]) -> np.ndarray:
     """Mask of the rows whose (application, label) is not in `seen` (a previous `label_keys`)."""
     return ~rows_in(label_keys(rows), seen)
+
+
+def catch_up_rows(rows: dict[str, np.ndarray], new: np.ndarray, prior: GameModel) -> np.ndarray:
+    """The rows an incremental update fits: the new labels, plus the older rows of every entity that has a new label
+    but no model in the prior yet. Such an entity had fewer than min_samples rows before; fitting today's rows alone
+    would leave a member whose labels arrive one a day without a model for good, where a full retrain fits it as
+    soon as it has min_samples."""
+    fit = new.copy()
+    for coordinate, column in (("member", "member_id"), ("job", "job_id")):
+        model = prior.coordinates_.get(coordinate)
+        modelled = np.isin(rows[column], model.entity_ids) if model is not None else np.zeros(new.size, bool)
+        fit |= np.isin(rows[column], np.unique(rows[column][new])) & ~modelled
+    return fit

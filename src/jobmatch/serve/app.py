@@ -8,11 +8,17 @@ Routes (all /v1 routes need `Authorization: Bearer KEY`; see `jobmatch.serve.key
       the event log; idempotent on the records' ids. Hirer feedback is also applied to the project's counts at
       once (counting is idempotent, the worker's application is then a no-op), so the next ranking of that
       project reflects it.
+  GET  /v1/members/{id}?sessions=10                  profile and recent sessions as activity documents
   GET  /v1/members/{id}/jobs?k=20                    job recommendations with score parts
   GET  /v1/members/{id}/query-suggestions?k=10       published query suggestions
+  GET  /v1/members/{id}/activity-embeddings?k=5      nearest open jobs per activity encoder
   POST /v1/projects/{id}/candidates:rank             the hirer ranker with online term weights
   GET  /v1/projects/{id}                             the project (hirer keys: their company's only)
+  GET  /v1/projects/{id}/candidates                  its candidates ranked with and without online term weights
+  GET  /v1/projects/{id}/term-weights?k=5            its learned term weights, top positive/negative
   POST /v1/audiences:expand                          audience expansion for a job (hirer keys: their company's)
+  GET  /v1/models                                    published versions, flow runs, evaluation figures
+  POST /v1/models/{group}:rollback                   admin: the group's previous version becomes current
   GET  /healthz  /readyz  /metrics
 Failures: a dependency that cannot answer -> 503 {error, dependency} (never a traceback); bodies over
 `max_body_bytes` -> 413.
@@ -43,13 +49,15 @@ from jobmatch.schema import KINDS
 from jobmatch.serve.auth import authenticate, check_company, keys_file, require
 from jobmatch.serve.keys import ApiKey, KeyStore
 from jobmatch.serve.metrics import Metrics
-from jobmatch.serve.state import Ranking, ServingState, Unavailable
+from jobmatch.serve import views
+from jobmatch.serve.state import GROUPS, Ranking, ServingState, Unavailable
 
 log = logging.getLogger("jobmatch.serve")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_CANDIDATES = 1000
 EntityId = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX, description="an int64 entity id")]
 Key = Annotated[ApiKey, Depends(authenticate)]
+Channel = Annotated[Literal[tuple(CHANNELS)], Query(description="the hirer's channel")]  # type: ignore[valid-type]
 
 
 class RankRequest(BaseModel):
@@ -109,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="jobmatch", version="1", lifespan=lifespan,
                   description="Job recommendations, query suggestions, candidate ranking and event ingestion.")
     app.state.serving, app.state.metrics, app.state.queue = state, metrics, None
+    log_reader = app.state.log_reader = views.LogReader(settings.event_log_path)
 
     # -- errors: JSON, never a traceback ---------------------------------------------------------------------------
     @app.exception_handler(Unavailable)
@@ -236,14 +245,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def member_suggestions(member_id: EntityId, key: Key,
                            k: Annotated[int, Query(ge=1, le=100)] = 10) -> JSONResponse:
         require(key, ["seeker:read"])
-        suggestions = state.require("suggestions")
+        state.require("suggestions")
         known_member(member_id)
-        items = suggestions.get(member_id)  # type: ignore[attr-defined]
-        out = {"member_id": member_id, "model": {"intent": suggestions.manifest.version},  # type: ignore
-               "items": (items or [])[:k]}
-        if items is None:
-            out["note"] = "no suggestions published for this member (no activity in the intent flow's window)"
-        return JSONResponse(out)
+        return JSONResponse(views.suggestions(state, member_id, k))
+
+    @app.get("/v1/members/{member_id}", summary="A member's profile and recent sessions as activity documents")
+    def member_profile(member_id: EntityId, key: Key,
+                       sessions: Annotated[int, Query(ge=0, le=100)] = 10) -> JSONResponse:
+        require(key, ["seeker:read"])
+        known_member(member_id)
+        return JSONResponse(views.member_profile(state, log_reader, member_id, sessions))
+
+    @app.get("/v1/members/{member_id}/activity-embeddings", summary="Nearest open jobs per activity encoder")
+    def member_embeddings(member_id: EntityId, key: Key, k: Annotated[int, Query(ge=1, le=50)] = 5) -> JSONResponse:
+        require(key, ["seeker:read"])
+        state.require("jobs")
+        known_member(member_id)
+        return JSONResponse(views.member_embeddings(state, member_id, k))
 
     # -- hirer routes ----------------------------------------------------------------------------------------------
     def owned_project(key: ApiKey, project_id: int) -> None:
@@ -277,6 +295,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"project_id": project_id, "channel": body.channel, "model": {"hiring": ranking.version},
                              "items": [{"member_id": m, "score": round(s, 6)} for m, s in ranked]})
 
+    @app.get("/v1/projects/{project_id}/candidates",
+             summary="The project's candidates ranked with and without online term weights")
+    def project_candidates(project_id: EntityId, key: Key, channel: Channel = "applicants",
+                           limit: Annotated[int, Query(ge=1, le=200)] = 30) -> JSONResponse:
+        owned_project(key, project_id)
+        return JSONResponse(views.project_candidates(state, log_reader, project_id, channel, limit))
+
+    @app.get("/v1/projects/{project_id}/term-weights", summary="The project's learned term weights (003)")
+    def project_term_weights(project_id: EntityId, key: Key, k: Annotated[int, Query(ge=1, le=50)] = 5
+                             ) -> JSONResponse:
+        owned_project(key, project_id)
+        return JSONResponse(views.project_term_weights(state, log_reader, project_id, k))
+
     @app.post("/v1/audiences:expand", summary="The job's exact-match anchors, then the seekers most like them")
     def audiences_expand(body: ExpandRequest, key: Key) -> JSONResponse:
         require(key, ["hirer"])
@@ -291,6 +322,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audiences = state.require("audiences")
         params = ExpansionParams(method=body.method, k=body.k, threshold=body.threshold, seeds=body.seeds)
         return JSONResponse(audiences.expand(body.job_id, params))  # type: ignore[attr-defined]
+
+    # -- models ----------------------------------------------------------------------------------------------------
+    @app.get("/v1/models", summary="Published versions per family, the flows' runs, evaluation figures")
+    def models(key: Key) -> JSONResponse:
+        require(key, ["seeker:read"])
+        return JSONResponse(views.models(state))
+
+    @app.post("/v1/models/{group}:rollback", summary="Admin: make the group's previous version current")
+    def rollback(group: Annotated[Literal[GROUPS], Path(description="a model family")],  # type: ignore[valid-type]
+                 key: Key) -> JSONResponse:
+        require(key, ())
+        try:
+            return JSONResponse(views.rollback(state, group))
+        except LookupError as e:
+            return _error(409, str(e))
 
     # -- operations ------------------------------------------------------------------------------------------------
     @app.get("/healthz", summary="The process answers")

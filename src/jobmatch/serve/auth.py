@@ -1,5 +1,10 @@
 """Bearer-key authentication and scope checks: no key -> 401, a key without the route's scope -> 403, a hirer key
-on another company's project -> 403. `admin` may do everything."""
+on another company's project -> 403. `admin` may do everything.
+
+The explorer pages (`jobmatch.web`) keep the key the person signed in with in an HttpOnly, SameSite=Strict cookie;
+their scripts call the same /v1 routes with it. A cookie-authenticated request that changes something must also
+carry the `X-Jobmatch-UI` header, which a page on another site cannot send without a CORS preflight this server
+never grants: together with SameSite, the cookie cannot be used for cross-site request forgery."""
 
 from __future__ import annotations
 
@@ -15,9 +20,19 @@ def keys_file(home: Path, configured: Path | None) -> Path:
     return configured or home / "keys.sqlite"
 
 
+COOKIE = "jobmatch_key"
+UI_HEADER = "x-jobmatch-ui"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def authenticate(request: Request) -> ApiKey:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and (cookie := request.cookies.get(COOKIE)):
+        if request.method not in SAFE_METHODS and not request.headers.get(UI_HEADER):
+            raise HTTPException(403, f"a request signed in by cookie must send the {UI_HEADER} header to change "
+                                     "anything (use 'Authorization: Bearer KEY' from other clients)")
+        scheme, token = "bearer", cookie
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer KEY' (jobmatch keys create)",
                             headers={"WWW-Authenticate": "Bearer"})

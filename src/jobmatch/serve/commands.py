@@ -83,7 +83,7 @@ def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
           workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1) -> None:
-    """Serve the HTTP API (docs at /docs) from the home folder's event log and store."""
+    """Serve the HTTP API (docs at /docs) and the explorer pages (/ui/) from the home folder's log and store."""
     import uvicorn
 
     settings = _settings(ctx)
@@ -91,7 +91,10 @@ def serve(ctx: typer.Context,
     os.environ["JOBMATCH_HOME"] = str(Path(settings.home).absolute())
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jobmatch-metrics-")
-    uvicorn.run("jobmatch.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+    typer.echo(f"jobmatch explorer: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ui/  "
+               f"(API docs: /docs; sign in with a key from `jobmatch keys create`)")
+    # the explorer's app is the API's app with the /ui/ pages mounted (jobmatch.web sits above jobmatch.serve)
+    uvicorn.run("jobmatch.web.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
 
 

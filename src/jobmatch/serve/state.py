@@ -112,6 +112,7 @@ class Catalog:
     company_of_project: dict[int, int] = field(init=False)
     project_of_job: dict[int, int] = field(init=False)
     member_occupation: dict[int, str] = field(init=False)
+    member_rows: dict[int, int] = field(init=False)
     project_records: dict[int, dict] = field(init=False)
     job_rows: dict[int, int] = field(init=False)
     company_of_job: dict[int, int] = field(init=False)
@@ -123,8 +124,9 @@ class Catalog:
         self.project_records = {r["project_id"]: r for r in self.projects.to_pylist()}
         self.job_rows = {j: i for i, j in enumerate(self.jobs["job_id"].to_pylist())}
         self.company_of_job = dict(zip(self.jobs["job_id"].to_pylist(), self.jobs["company_id"].to_pylist()))
-        self.member_occupation = dict(zip(self.members["member_id"].to_pylist(),
-                                          self.members["occupation"].to_pylist()))
+        member_ids = self.members["member_id"].to_pylist()
+        self.member_occupation = dict(zip(member_ids, self.members["occupation"].to_pylist()))
+        self.member_rows = {m: i for i, m in enumerate(member_ids)}
 
     @classmethod
     def read(cls, path: Path, lock_timeout_s: float) -> Catalog:
@@ -135,6 +137,14 @@ class Catalog:
             activity = ActivityIndex(snap.events(["member_id", "ts", "action"]))
             span = snap.time_range()
         return cls(members, jobs, projects, activity, span[1] if span else 0, signature)
+
+
+def query_vector(vec: object, dim: int) -> np.ndarray | None:
+    """A member embedding as a query in the job-embedding space: the APPLY + SAVE parts of a per-action encoder
+    (the jobs the member moved towards), or a learned encoder's single vector; None when it is all zeros."""
+    parts = np.asarray(vec, np.float32).reshape(-1, dim)
+    q = parts[0] + parts[1] if parts.shape[0] >= 2 else parts[0]
+    return q if np.linalg.norm(q) > 0 else None
 
 
 class JobRecommender:
@@ -179,11 +189,8 @@ class JobRecommender:
                     raise Unavailable(self.store.label, f"member embedding of {member_id}: {e}") from e
             else:
                 self.cache.put(key, vec)
-        if vec is not None:
-            parts = np.asarray(vec, np.float32).reshape(-1, self.dim)
-            q = parts[0] + parts[1] if parts.shape[0] >= 2 else parts[0]  # APPLY + SAVE
-            if np.linalg.norm(q) > 0:
-                return q, "activity"
+        if vec is not None and (q := query_vector(vec, self.dim)) is not None:
+            return q, "activity"
         occ = self.catalog.member_occupation.get(member_id)
         if occ in self.occupation_query:
             return self.occupation_query[occ], "profile"
@@ -285,6 +292,27 @@ class Ranking:
         try:
             with self.lock:
                 return self.service.rank_candidates(project_id, candidates, channel)
+        except StoreError as e:
+            raise Unavailable(self.counts_label, f"project counts: {e}") from e
+
+    def rank_without_online(self, project_id: int, candidates: list[int], channel: str) -> list[tuple[int, float]]:
+        """The same ranker with every online term-weight feature at zero: how it ranks for a project before any
+        feedback (the comparison the explorer shows beside `rank`)."""
+        service = self.service
+        try:
+            with self.lock:
+                X = service.features(project_id, candidates, channel)
+        except StoreError as e:
+            raise Unavailable(self.counts_label, f"project counts: {e}") from e
+        X[:, X.shape[1] - len(service.prefs.feature_names):] = 0.0
+        scores = service.ranker.predict(X)
+        order = np.lexsort((np.arange(len(candidates)), -scores))
+        return [(int(candidates[i]), float(scores[i])) for i in order]
+
+    def term_weights(self, project_id: int, terms: np.ndarray) -> np.ndarray:
+        try:
+            with self.lock:
+                return self.service.prefs.term_weights(project_id, terms)
         except StoreError as e:
             raise Unavailable(self.counts_label, f"project counts: {e}") from e
 

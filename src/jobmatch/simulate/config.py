@@ -38,3 +38,10 @@ class SimConfig(BaseModel):
     recruiter_search_share: float = 0.3
     explicit_negative_share: float = 0.45
     conclusive_silence_days: float = 14.0
+    # Study knobs (issue 15), each a property real marketplaces differ in; 1.0 is the default market.
+    hirer_preference_scale: float = Field(1.0, ge=0.0, description=(
+        "multiplies every project's latent preference weights (liked skills, occupations, seniority): how much "
+        "hirers' tastes differ from project to project, against the fixed rating noise (sd 0.5)"))
+    sourcing_intensity: float = Field(1.0, gt=0.0, description=(
+        "multiplies the mean number of recommended-matches (3) and recruiter-search (2) requests per sourcing "
+        "project: how much hirers use the sourcing tools, i.e. the feedback volume per project"))

@@ -619,6 +619,11 @@ class _Simulation:
             rows += [(j, "skill", occ.skills[s], float(x)) for s, x in zip(liked, w)]
             rows += [(j, "occupation", occ.codes[c], float(occ_w[j, c])) for c in np.r_[o, rel]]
             rows += [(j, "seniority", str(s), float(sen_w[j, s])) for s in range(1, 6) if sen_w[j, s]]
+        # scaled after all draws, so every scale sees the same tastes (and 1.0 the default market, bit for bit)
+        scale = self.cfg.hirer_preference_scale
+        if scale != 1.0:
+            skill_w, occ_w, sen_w = skill_w * np.float32(scale), occ_w * np.float32(scale), sen_w * np.float32(scale)
+            rows = [(p, t, term, w * scale) for p, t, term, w in rows]
         return _Preferences(bias, skill_w, occ_w, sen_w, rows)
 
     def applicant_feedback(self, hirer: _HirerModel, shown: _Shown, outcomes: _Outcomes) -> list[_Ratings]:
@@ -660,7 +665,7 @@ class _Simulation:
         for chan, share, per_req, n_req_mean, breadth in ((1, cfg.recommended_matches_share, 5, 3.0, 0.8),
                                                           (2, cfg.recruiter_search_share, 10, 2.0, 0.5)):
             projs = np.flatnonzero(rng.random(len(jobs)) < share)
-            n_req = 1 + rng.poisson(n_req_mean, projs.size)
+            n_req = 1 + rng.poisson(n_req_mean * cfg.sourcing_intensity, projs.size)
             r_proj = np.repeat(projs, n_req)
             span = np.minimum(jobs.expires[r_proj], t_end) - jobs.posted[r_proj]
             r_time = jobs.posted[r_proj] + (rng.random(r_proj.size) * np.maximum(span, US_PER_H)).astype(np.int64)
