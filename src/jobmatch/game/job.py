@@ -25,16 +25,21 @@ class GameJobError(ValueError):
     """A mistake in a GAME job's configuration, data or model directory, in one line naming what and where."""
 
 
-def train_job(config: Path, out: Path, threads: int | None = None,
-              say: Callable[[str], None] | None = None) -> dict:
-    """Fit the job in `config` (game.toml); write the model, OUT/metrics.json and OUT/report.md; return the metrics."""
-    config, out = Path(config), Path(out)
+def load_job(config: Path) -> GameJob:
+    """The job in `config` (game.toml), or a GameJobError naming the file and what is wrong with it."""
     try:
-        job = GameJob.from_toml(config)
+        return GameJob.from_toml(config)
     except FileNotFoundError:
         raise GameJobError(f"{config}: no such file") from None
     except ValueError as e:
         raise GameJobError(str(e)) from None
+
+
+def train_job(config: Path, out: Path, threads: int | None = None,
+              say: Callable[[str], None] | None = None) -> dict:
+    """Fit the job in `config` (game.toml); write the model, OUT/metrics.json and OUT/report.md; return the metrics."""
+    config, out = Path(config), Path(out)
+    job = load_job(config)
     model = job.model(threads)
     train = read_columns(job.data.train, model, f"{config}: data.train")
     validation = read_columns(job.data.validation, model, f"{config}: data.validation") \

@@ -32,8 +32,7 @@ import pyarrow as pa
 
 from jobmatch.engine import Source
 from jobmatch.engine.spark import SparkEngine
-from jobmatch.game.config import GameJob
-from jobmatch.game.job import GameJobError, columns_of, write_results
+from jobmatch.game.job import GameJobError, columns_of, load_job, write_results
 from jobmatch.game.model import (NEWTON_MAX_FEATURES, Coordinate, CoordinateModel, GameModel, Step, _Design,
                                  _lambda, _RandomFit, as_ids, design)
 from jobmatch.game.solvers import Blocks, log_loss
@@ -396,12 +395,7 @@ class SparkGame:
 def train_job_spark(config: Path, out: Path, engine: SparkEngine, say: Callable[[str], None] | None = None) -> dict:
     """`jobmatch game train --engine spark`: the job in `config` fit on Spark; writes what `train_job` writes."""
     config, out = Path(config), Path(out)
-    try:
-        job = GameJob.from_toml(config)
-    except FileNotFoundError:
-        raise GameJobError(f"{config}: no such file") from None
-    except ValueError as e:
-        raise GameJobError(str(e)) from None
+    job = load_job(config)
     model = job.model()
     for role, path in (("data.train", job.data.train), ("data.validation", job.data.validation)):
         if path is not None and not path.exists():
