@@ -71,14 +71,20 @@ def test_default_negatives_are_the_random_ones():
 
 
 @pytest.mark.slow
-def test_activity_study_point_at_quick_size(tmp_path):
-    from jobmatch.studies.activity import METRICS, STUDY
+def test_activity_study_quick_grid(tmp_path):
+    from jobmatch.studies.activity import GAPS, METRICS, STUDY
+    from jobmatch.studies.runner import run_study
 
-    assert STUDY.name == "activity" and set(STUDY.metrics) <= set(METRICS)
-    m = STUDY.run_point(STUDY.quick_grid[-1], STUDY.quick_seeds[0], tmp_path, True, lambda _m: None)
+    assert STUDY.name == "activity" and set(STUDY.metrics) <= set(METRICS + GAPS)
+    result = run_study(STUDY, tmp_path, quick=True)
+    rows = {tuple(r["value"]): r for r in result["rows"]}
+    assert set(rows) == set(STUDY.quick_grid)
+    m = rows[STUDY.quick_grid[-1]]
     for key in METRICS[:4]:
         assert 0.5 < m[key] < 1, (key, m[key])
     for key in METRICS[4:]:  # drifted members exist at the quick grid's high drift share
         assert 0.5 < m[key] < 1 or math.isnan(m[key]), (key, m[key])
     assert any(k.startswith("auc_hist1_7_") for k in m) and any(k.startswith("auc_hist8_32_") for k in m)
-    assert (tmp_path / "eval" / "report.md").is_file()
+    assert m["gap_learned"] == pytest.approx(m["auc_learned_random"] - max(m["auc_mean"], m["auc_decay"]))
+    assert math.isnan(rows[STUDY.quick_grid[0]]["gap_learned_drift"])  # drift 0: nobody drifted
+    assert "activity.png" in (tmp_path / "report.md").read_text() and "000 reports" in result["conclusion"]

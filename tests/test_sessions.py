@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from jobmatch.events import EventLog, company_token, render_event, sessionize
+from jobmatch.events import DOCUMENT_CONTENT, EventLog, company_token, render_event, sessionize
 from jobmatch.schema import ACTION_CODES
 
 MIN = 60_000_000
@@ -104,3 +104,24 @@ def test_documents_render_like_002_figure_2(tiny_log):
     entities = {e for d in structured for ses in d.entities for e in ses}
     assert entities and all(e == e.lower() for e in entities)
     assert {d.member_id: d.sessions for d in structured} == docs
+
+
+def test_document_content_sets_how_much_of_a_job_a_session_carries(tiny_log):
+    assert render_event("APPLY", None, "Acme", "Nurse", 3, ["patient care", "triage"], "titles") == "APPLY nurse *"
+    assert render_event("VIEW", None, "Acme", "Nurse", 3, ["patient care", "triage"], "titles+companies+skills") == \
+        "VIEW c_acme nurse [ patient care , triage ]"
+    with EventLog(tiny_log, read_only=True) as log:
+        snap = log.snapshot()
+        by = {c: snap.documents(content=c) for c in DOCUMENT_CONTENT}
+        default = snap.documents()
+        with pytest.raises(ValueError, match="document content.*'everything'"):
+            snap.documents(content="everything")
+    assert by["titles+companies"] == default
+    # the same sessions and entities (labels) whatever the content: only the text differs
+    for c in DOCUMENT_CONTENT:
+        assert [(d.member_id, d.entities, d.session_start_us) for d in by[c]] == \
+            [(d.member_id, d.entities, d.session_start_us) for d in by["titles+companies"]]
+    text = {c: " ".join(s for d in by[c] for s in d.sessions) for c in DOCUMENT_CONTENT}
+    assert " c_" not in text["titles"] and " c_" in text["titles+companies"]
+    assert " [ " in text["titles+companies+skills"] and " [ " not in text["titles+companies"]
+    assert len(text["titles"]) < len(text["titles+companies"]) < len(text["titles+companies+skills"])

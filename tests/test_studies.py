@@ -104,3 +104,58 @@ def test_qa_quick(tmp_path):
         r = rows[("retrain", policy)]
         assert 0.5 < r["auc_4weeks"] < 1 and r["days_tested"] >= 7
     assert "qa.png" in (tmp_path / "report.md").read_text() and "Retraining" in m["conclusion"]
+
+
+def _counted_point(value, seed, work, quick, say):
+    (work.parent.parent.parent / f"ran-{value}-{seed}").touch()  # OUT/points/<key>/work -> OUT
+    return {"x": float(value) * 10 + seed}
+
+
+def test_a_same_as_point_runs_once_and_is_reported_under_both_values(tmp_path):
+    study = Study(name="aliased", knob="x", grid=(1, 2, 3), quick_grid=(1,), seeds=(1, 2), quick_seeds=(1,),
+                  run_point=_counted_point, metrics=("x",), conclude=lambda rows: f"{len(rows)} rows",
+                  same_as=((3, 1),))
+    m = run_study(study, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-1-1", "ran-1-2", "ran-2-1", "ran-2-2"]
+    assert [p["value"] for p in m["points"]] == [1, 2, 3]
+    assert m["points"][2]["x"] == m["points"][0]["x"]
+    copies = [r for r in m["rows"] if r["value"] == 3]
+    assert [r["x"] for r in copies] == [11.0, 12.0] and all(r["same_as"] == 1 for r in copies)
+    with pytest.raises(ValueError, match="same_as"):
+        run_study(Study(**{**study.__dict__, "name": "bad", "same_as": ((3, 4),)}), tmp_path / "bad")
+
+
+def test_intent_study_onet_points_name_the_setting_they_need(monkeypatch):
+    from jobmatch.studies.intent import config_for
+
+    monkeypatch.delenv("JOBMATCH_ONET_PATH", raising=False)
+    with pytest.raises(ValueError, match="JOBMATCH_ONET_PATH"):
+        config_for("occupations", 900, quick=True)
+    cfg, taxonomy, occupations = config_for("occupations", 42, quick=True)  # the built-in taxonomy's market
+    assert taxonomy == "builtin" and occupations is None
+    monkeypatch.setenv("JOBMATCH_ONET_PATH", "/somewhere/onet")
+    assert config_for("occupations", 900, quick=True)[1:] == ("onet:/somewhere/onet", 900)
+    assert config_for("pretrain", 0, quick=False)[0].pretrain_epochs == 0
+    assert config_for("document", "titles", quick=False)[0].document == "titles"
+    with pytest.raises(ValueError, match="series"):
+        config_for("budget", 1, quick=True)
+
+
+@pytest.mark.slow
+def test_intent_quick(tmp_path):
+    from jobmatch.studies.intent import MODELS, VARIANT
+
+    m = run_study(load_study("intent"), tmp_path, quick=True)
+    rows = {tuple(r["value"]): r for r in m["rows"]}
+    assert set(rows) == {("document", "titles"), ("document", "titles+companies"), ("pretrain", 0), ("pretrain", 1)}
+    # pretrain=1 is the default point, run once (as document=titles+companies) and reported under both
+    assert rows[("pretrain", 1)]["same_as"] == ["document", "titles+companies"]
+    assert rows[("pretrain", 0)]["pretrain_mtokens"] == 0 < rows[("pretrain", 1)]["pretrain_mtokens"]
+    # company tokens make the same sessions' documents longer: more tokens to pre-train on
+    assert rows[("document", "titles")]["pretrain_mtokens"] < rows[("document", "titles+companies")]["pretrain_mtokens"]
+    for r in rows.values():
+        shares = [f"p1_{v}" for v in VARIANT] + [f"{c}_{v}" for c in ("cov5", "cov100") for v in MODELS]
+        assert all(0 <= r[k] <= 1 for k in shares), r
+        assert r["p1_gap_bert_ft_fasttext"] == pytest.approx(r["p1_bert_ft_slice"] - r["p1_fasttext_slice"])
+        assert r["labels"] > 50 and r["p1_fasttext_slice"] > 0.05  # popularity gets about 0.02
+    assert "intent.png" in (tmp_path / "report.md").read_text() and "002 reports" in m["conclusion"]

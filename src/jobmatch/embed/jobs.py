@@ -13,6 +13,12 @@ Training has two in-batch softmax terms:
   content (skills, industry, seniority, place) than to that of the other jobs in the batch. This is the title-side
   signal: it teaches title words and their n-grams what the jobs they name are about, so a title alone (a cold
   start) is placed among the jobs it names even when no member has interacted with them.
+
+A title the encoder never saw in training (its words, seniority aside, are no training job's) also borrows from
+the known titles nearest to it by character n-gram TF-IDF (scikit-learn, char_wb 3-5): its embedding is mixed
+half and half with the similarity-weighted mean title embedding of its `neighbours` nearest known titles. Trained
+n-grams alone place a withheld title less reliably than plain character overlap does; the mix keeps the learned
+part (a new job's skills and place still count) and takes overlap's precision on the title.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from jobmatch.persist import read_meta, write_meta
 
 # v2: hashed character n-grams for title words, the title -> content training term, and normalized titles with
-# seniority words as their own tokens. A v1 model (no n-gram rows) cannot be read as v2: retrain it.
-FORMAT_VERSION = 2
+# seniority words as their own tokens. v3: the known titles and their embeddings, for new titles' neighbours.
+# An older model cannot be read as v3: retrain it.
+FORMAT_VERSION = 3
 
 # Seniority words say how senior a job is, not what it is: job boards (and the simulator) put them in front of any
 # occupation's title. As title words they would pull "senior nurse" toward "senior engineer"; so a leading run of
@@ -74,6 +82,11 @@ def is_title_token(token: str) -> bool:
     return token.startswith(("t:", "tsen:"))
 
 
+def title_key(toks: list[str]) -> str:
+    """A job's title as the encoder knows it: its occupation words (seniority aside), space-separated."""
+    return " ".join(t[2:] for t in toks if t.startswith("t:"))
+
+
 def co_interaction_pairs(events: pa.Table, job_row: dict[int, int], max_gap: int = 3) -> np.ndarray:
     """(row_a, row_b) pairs — rows of the jobs table, via `job_row` — of positive actions (APPLY/SAVE) of one member
     at most `max_gap` actions apart; actions on jobs not in `job_row` are left out."""
@@ -90,12 +103,21 @@ class JobEncoder:
     # Chosen on withheld O*NET titles (embed/cold_start.py, 3,000-member O*NET markets): batch 512 rather than 1024
     # (the title -> content term's in-batch negatives include jobs of the title's own occupation; fewer per batch
     # placed more titles right, top-1 0.437 vs 0.402, seed 1), and title_weight 3 rather than 1 (0.459 vs 0.450
-    # seed 1, 0.231 vs 0.229 seed 2, title-view placement).
+    # seed 1, 0.231 vs 0.229 seed 2, title-view placement). neighbours 5 at share 0.5 placed new titles best of
+    # {1, 5} x {0.5, 1.0} on all three markets (seeds 1-3: 0.497, 0.265, 0.316 top-1, against 0.459, 0.231, 0.246
+    # without).
     def __init__(self, dim: int = 64, epochs: int = 2, batch_size: int = 512, lr: float = 0.02,
                  temperature: float = 0.1, min_count: int = 2, max_pairs_per_epoch: int = 100_000, seed: int = 0,
-                 buckets: int = 1 << 15, title_weight: float = 3.0, title_steps_per_epoch: int = 100):
+                 buckets: int = 1 << 15, title_weight: float = 3.0, title_steps_per_epoch: int = 100,
+                 neighbours: int = 5, neighbour_share: float = 0.5):
         if buckets < 0:
             raise ValueError(f"buckets: the number of n-gram buckets must be >= 0, got {buckets}")
+        if neighbours < 0:
+            raise ValueError(f"neighbours: the number of known titles a new title borrows from must be >= 0, "
+                             f"got {neighbours}")
+        if not 0.0 <= neighbour_share <= 1.0:
+            raise ValueError(f"neighbour_share: must be within [0, 1], got {neighbour_share}")
+        self.neighbours, self.neighbour_share = neighbours, neighbour_share
         self.dim, self.epochs, self.batch_size, self.lr = dim, epochs, batch_size, lr
         self.max_pairs_per_epoch = max_pairs_per_epoch
         self.temperature, self.min_count, self.seed = temperature, min_count, seed
@@ -193,24 +215,74 @@ class JobEncoder:
                 opt.step()
                 self.loss_.append(loss.item())
         self.weight_ = table.detach().numpy().copy()
+        self._fit_known_titles(tokens)
         return self
 
-    def transform(self, tokens: list[list[str]]) -> np.ndarray:
-        """(n_jobs, dim) float32, unit length."""
+    def _fit_known_titles(self, tokens: list[list[str]]) -> None:
+        """The training jobs' distinct titles (`known_titles_`) and the normalized mean title-only embedding of
+        each (`known_title_vectors_`)."""
+        keys = [title_key(toks) for toks in tokens]
+        self.__dict__.pop("_tfidf", None)
+        self.known_titles_ = sorted({k for k in keys if k})
+        row = {k: i for i, k in enumerate(self.known_titles_)}
+        views = self._raw_transform([[t for t in toks if is_title_token(t)] for toks in tokens])
+        sums = np.zeros((len(self.known_titles_), self.dim), np.float64)
+        has = np.array([bool(k) for k in keys], bool)
+        np.add.at(sums, [row[k] for k in np.array(keys, object)[has]], views[has])
+        self.known_title_vectors_ = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+                                     ).astype(np.float32)
+
+    def _title_index(self) -> tuple[TfidfVectorizer, object] | None:
+        """(character n-gram TF-IDF fitted on the known titles, their matrix transposed): refitted from the list
+        after loading, since fitting is a pure function of it."""
+        if not self.known_titles_:
+            return None
+        if "_tfidf" not in self.__dict__:
+            vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(NGRAM_MIN, NGRAM_MAX), dtype=np.float64)
+            self._tfidf = (vec.fit(self.known_titles_), vec.transform(self.known_titles_).T.tocsr())
+        return self._tfidf
+
+    def _raw_transform(self, tokens: list[list[str]]) -> np.ndarray:
         with torch.no_grad():
             return self._embed(self._bag_matrix(tokens), torch.from_numpy(self.weight_)).numpy().astype(np.float32)
+
+    def transform(self, tokens: list[list[str]]) -> np.ndarray:
+        """(n_jobs, dim) float32, unit length. Jobs whose title the encoder never saw are mixed with their
+        known neighbours' title embeddings (see the module docstring)."""
+        out = self._raw_transform(tokens)
+        index = self._title_index() if self.neighbours > 0 and self.neighbour_share > 0 else None
+        if index is None:
+            return out
+        known = set(self.known_titles_)
+        keys = [title_key(toks) for toks in tokens]
+        cold = np.array([i for i, k in enumerate(keys) if k and k not in known], np.int64)
+        if cold.size == 0:
+            return out
+        vec, known_t = index
+        sim = (vec.transform([keys[i] for i in cold]) @ known_t).toarray()
+        k = min(self.neighbours, sim.shape[1])
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        w = np.take_along_axis(sim, top, 1)
+        borrowed = np.einsum("nk,nkd->nd", w, self.known_title_vectors_[top].astype(np.float64))
+        norm = np.linalg.norm(borrowed, axis=1, keepdims=True)
+        found = norm[:, 0] > 0  # no shared n-gram with any known title: nothing to borrow
+        mixed = ((1 - self.neighbour_share) * out[cold[found]]
+                 + self.neighbour_share * borrowed[found] / norm[found])
+        out[cold[found]] = mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+        return out
 
     def params(self) -> dict:
         return {k: getattr(self, k) for k in ("dim", "epochs", "batch_size", "lr", "temperature", "min_count",
                                               "max_pairs_per_epoch", "seed", "buckets", "title_weight",
-                                              "title_steps_per_epoch")}
+                                              "title_steps_per_epoch", "neighbours", "neighbour_share")}
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         write_meta(d / "job_encoder.json", type(self), FORMAT_VERSION, params=self.params())
         (d / "job_vocab.json").write_text(json.dumps(self.vocab_))
-        np.savez(d / "job_encoder.npz", weight=self.weight_)
+        (d / "job_known_titles.json").write_text(json.dumps(self.known_titles_))
+        np.savez(d / "job_encoder.npz", weight=self.weight_, known_title_vectors=self.known_title_vectors_)
         return d
 
     @classmethod
@@ -219,8 +291,12 @@ class JobEncoder:
         meta = read_meta(d / "job_encoder.json", cls, FORMAT_VERSION)
         enc = cls(**meta["params"])
         enc.vocab_ = json.loads((d / "job_vocab.json").read_text())
+        enc.known_titles_ = json.loads((d / "job_known_titles.json").read_text())
         with np.load(d / "job_encoder.npz", allow_pickle=False) as z:
-            enc.weight_ = z["weight"]
+            enc.weight_, enc.known_title_vectors_ = z["weight"], z["known_title_vectors"]
+        if enc.known_title_vectors_.shape != (len(enc.known_titles_), enc.dim):
+            raise ValueError(f"{d}: known title vectors {enc.known_title_vectors_.shape} do not match the "
+                             f"{len(enc.known_titles_)} known titles x dim ({enc.dim})")
         if enc.weight_.shape != (len(enc.vocab_) + enc.buckets, enc.dim):
             raise ValueError(f"{d}: weight shape {enc.weight_.shape} does not match the vocabulary "
                              f"({len(enc.vocab_)}) + buckets ({enc.buckets}) x dim ({enc.dim})")

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobmatch import schema
-from jobmatch.events.documents import MemberDocs, build_documents
+from jobmatch.events.documents import DEFAULT_CONTENT, MemberDocs, build_documents, check_content
 from jobmatch.events.sessions import DEFAULT_GAP_MINUTES, sessionize
 from jobmatch.schema import ENTITY_KINDS, KINDS, STREAM_KINDS
 
@@ -401,17 +401,20 @@ class Snapshot:
         idx = np.arange(len(s)) - np.repeat(starts, np.diff(np.r_[starts, len(s)]))
         return _sessions_table(s, idx)
 
-    def documents(self, member_ids: Sequence[int] | None = None) -> list[MemberDocs]:
-        """Activity documents (002 Figure 2) with each session's entities, from the log's sessionization."""
+    def documents(self, member_ids: Sequence[int] | None = None, content: str = DEFAULT_CONTENT) -> list[MemberDocs]:
+        """Activity documents (002 Figure 2) with each session's entities, from the log's sessionization;
+        `content` says how much of each job they carry (events.documents.DOCUMENT_CONTENT)."""
+        check_content(content)
+        skills = ", j.skills" if content.endswith("skills") else ""
         where = self._where("e.ts")
         if member_ids is not None:
             self._con.register("_wanted", pa.table({"member_id": pa.array(list(member_ids), pa.int64())}))
             where += (" AND " if where else "WHERE ") + "e.member_id IN (SELECT member_id FROM _wanted)"
         ev = self._con.sql(f"""
-            SELECT e.member_id, epoch_us(e.ts) AS ts, e.action, e.query, e.job_id, c.name AS company, j.title
+            SELECT e.member_id, epoch_us(e.ts) AS ts, e.action, e.query, e.job_id, c.name AS company, j.title{skills}
             FROM events e LEFT JOIN jobs j ON j.job_id = e.job_id LEFT JOIN companies c ON c.company_id = j.company_id
             {where} ORDER BY e.member_id, e.ts, e.event_id""").to_arrow_table()
-        return build_documents(ev, self.log.gap_us)
+        return build_documents(ev, self.log.gap_us, content)
 
     def impression_outcomes(self, window_s: float = 3600.0) -> pa.Table:
         """Seeker impressions before the cutoff with what the seeker then did: each VIEW/SAVE/APPLY/DISMISS is

@@ -73,7 +73,8 @@ def _train(docs: list[MemberDocs], models: Path, cfg: IntentConfig, seed: int, s
     tok.save(models / "tokenizer.json")
     tuned.save_pretrained(models / "bert", safe_serialization=True)
     slice_model.save(models / "slice")
-    (models / "labels.json").write_text(json.dumps({"names": xml.label_names, "chunk_len": size.max_len}))
+    (models / "labels.json").write_text(json.dumps({"names": xml.label_names, "chunk_len": size.max_len,
+                                                   "document": cfg.document}))
 
 
 def run_intent(ctx: FlowContext, top_k: int = 10, config: IntentConfig | None = None, seed: int = 0) -> dict:
@@ -85,9 +86,10 @@ def run_intent(ctx: FlowContext, top_k: int = 10, config: IntentConfig | None = 
     models = flow.home / "models"
     trained = not (models / "labels.json").exists()
     since = state.get("cutoff")
+    cfg = config or IntentConfig.cpu()
     if trained:
         ctx.say("intent: activity documents")
-        _train(snap.documents(), models, config or IntentConfig.cpu(), seed, ctx.say)
+        _train(snap.documents(content=cfg.document), models, cfg, seed, ctx.say)
     active_from = cutoff - ACTIVE_DAYS * DAY_US
     if since and not trained:
         changed = snap.members_with_events(since_us=since)
@@ -96,11 +98,14 @@ def run_intent(ctx: FlowContext, top_k: int = 10, config: IntentConfig | None = 
     else:
         changed, gone = snap.members_with_events(since_us=active_from), np.zeros(0, np.int64)
     ctx.say(f"intent: user vectors of {changed.size:,} members")
-    members = snap.documents(changed.tolist()) if changed.size else []
+    meta = json.loads((models / "labels.json").read_text())
+    # the documents the models were trained on, whatever today's config says (homes from before the setting
+    # have the default)
+    content = meta.get("document", IntentConfig().document)
+    members = snap.documents(changed.tolist(), content=content) if changed.size else []
     tok = ActivityTokenizer.load(models / "tokenizer.json")
     bert = BertForMaskedLM.from_pretrained(models / "bert")
     slice_model = Slice.load(models / "slice")
-    meta = json.loads((models / "labels.json").read_text())
     keys = [str(d.member_id) for d in members]
     vectors = user_vectors(bert, tok, [d.sessions for d in members], meta["chunk_len"]) if members else \
         np.zeros((0, 1), np.float32)

@@ -16,6 +16,7 @@ class IntentConfig:
     name: str = "cpu"
     max_members: int | None = None  # a sample of the members to train on (the flow still serves every member)
     labels: int = 1000
+    document: str = "titles+companies"  # how much of each job an activity document carries (DOCUMENT_CONTENT)
     bert: BertSize = field(default_factory=BertSize)
     vocab: int = 6000
     dupe_factor: int = 1

@@ -35,9 +35,15 @@ class Study:
     # (knob value, seed, a private work folder for this point, quick, say) -> metrics for that point
     run_point: Callable[[object, int, Path, bool, Say], dict[str, float]]
     metrics: tuple[str, ...]       # the metrics to tabulate/plot (each with a confidence band over seeds)
-    # rows (one per point x seed: "value", "seed" and the metrics) -> one paragraph
+    # rows (one per point x seed: "value", "seed" and the metrics; a `same_as` point's rows are copies that carry
+    # "same_as") -> one paragraph
     conclude: Callable[[list[dict]], str]
     title: str = ""
+    # grid values that are the same experiment as another grid value (e.g. a sweep's default point, shared by every
+    # series): run once, reported under both
+    same_as: tuple[tuple[object, object], ...] = ()
+    # the plot's panels as (title, metrics drawn together); empty: one panel per metric
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def series_of(value: object) -> tuple[str, object]:

@@ -146,10 +146,15 @@ def run_study(study: Study, out: str | Path, quick: bool = False, jobs: int = 1,
             raise ValueError(f"out: {out} holds a run of {before.get('study')!r} (quick={before.get('quick')}); "
                              f"give another folder for {study.name!r} (quick={quick})")
     _write_json(out / "study.json", {**header, "grid": _jsonable(grid), "seeds": list(seeds)})
+    aliases = {value: target for value, target in study.same_as if value in grid}
+    if any(target not in grid or target in aliases for target in aliases.values()):
+        raise ValueError(f"study {study.name}: same_as must name grid values that are run themselves")
     todo, rows = [], []
     # every point's first seed before any point's second: an interrupted run has already covered the grid once
     for seed in seeds:
         for value in grid:
+            if value in aliases:
+                continue
             folder = out / "points" / point_key(value, seed)
             if (folder / "result.json").exists():
                 rows.append(json.loads((folder / "result.json").read_text()))
@@ -173,7 +178,10 @@ def run_study(study: Study, out: str | Path, quick: bool = False, jobs: int = 1,
             finish(partial=True)
 
     def finish(partial: bool = False) -> dict:
-        ordered = sorted(rows, key=lambda r: (grid.index(_tupled(r["value"])) if _tupled(r["value"]) in grid
+        copies = [{**r, "value": _jsonable(value), "same_as": _jsonable(target)} for value, target in aliases.items()
+                  for r in rows
+                  if _tupled(r["value"]) == target]
+        ordered = sorted(rows + copies, key=lambda r: (grid.index(_tupled(r["value"])) if _tupled(r["value"]) in grid
                                               else len(grid), r["seed"]))
         result = {**header, "grid": _jsonable(grid), "seeds": list(seeds), "metrics": list(study.metrics),
                   "rows": ordered, "points": summarize(study, grid, ordered)}
@@ -181,7 +189,7 @@ def run_study(study: Study, out: str | Path, quick: bool = False, jobs: int = 1,
         if failed:
             result["failed"] = list(failed)
         if partial:
-            result["partial"] = f"{len(ordered)} of {len(todo) + done_before} points x seeds finished so far"
+            result["partial"] = f"{len(rows)} of {len(todo) + done_before} points x seeds finished so far"
         _write_json(out / "metrics.json", result)
         write_report(study, result, out)
         return result
@@ -228,11 +236,14 @@ def _plot(study: Study, result: dict, path: Path) -> None:
     def measured(pts: list[dict], m: str) -> bool:
         return any(p[m]["mean"] == p[m]["mean"] for p in pts)
 
-    # one row per series, one panel per metric that series measures (a multi-series study's series may measure
-    # different metrics)
-    panels = {series: [m for m in study.metrics if measured(pts, m)] for series, pts in by_series.items()}
-    n_rows, n_cols = len(panels), max(1, max(len(ms) for ms in panels.values()))
+    # one row per series, one panel per metric group that series measures (a multi-series study's series may
+    # measure different metrics)
+    groups = study.panels or tuple((m, (m,)) for m in study.metrics)
+    panels = {series: [(title, [m for m in ms if measured(pts, m)]) for title, ms in groups
+                       if any(measured(pts, m) for m in ms)] for series, pts in by_series.items()}
+    n_rows, n_cols = len(panels), max(1, max(len(ps) for ps in panels.values()))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.3 * n_rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (series, pts) in enumerate(by_series.items()):
         xs = [series_of(_tupled(p["value"]))[1] for p in pts]
         numeric = all(isinstance(x, (int, float)) for x in xs)
@@ -242,22 +253,25 @@ def _plot(study: Study, result: dict, path: Path) -> None:
             if j >= len(panels[series]):
                 ax.axis("off")
                 continue
-            m = panels[series][j]
-            mean = np.array([p[m]["mean"] for p in pts], float)
-            lo = np.array([np.nan if p[m]["ci_low"] is None else p[m]["ci_low"] for p in pts], float)
-            hi = np.array([np.nan if p[m]["ci_high"] is None else p[m]["ci_high"] for p in pts], float)
-            ax.plot(pos, mean, "o-", color="tab:blue", label="mean over seeds")
-            ax.fill_between(pos, lo, hi, color="tab:blue", alpha=0.2, label="95% CI over seeds")
-            for p, x in zip(pts, pos):  # every seed's own value, so the band's support is visible
-                ys = [r[m] for r in result["rows"] if _tupled(r["value"]) == _tupled(p["value"])]
-                ax.plot([x] * len(ys), ys, ".", color="k", alpha=0.5, ms=4)
+            title, ms = panels[series][j]
+            for k, m in enumerate(ms):
+                color = colors[k % len(colors)]
+                mean = np.array([p[m]["mean"] for p in pts], float)
+                lo = np.array([np.nan if p[m]["ci_low"] is None else p[m]["ci_low"] for p in pts], float)
+                hi = np.array([np.nan if p[m]["ci_high"] is None else p[m]["ci_high"] for p in pts], float)
+                ax.plot(pos, mean, "o-", color=color, label=m if len(ms) > 1 else "mean over seeds")
+                if len(ms) == 1:  # several metrics' bands on one panel would hide each other: dots show the seeds
+                    ax.fill_between(pos, lo, hi, color=color, alpha=0.2, label="95% CI over seeds")
+                for p, x in zip(pts, pos):  # every seed's own value, so the band's support is visible
+                    ys = [r[m] for r in result["rows"] if _tupled(r["value"]) == _tupled(p["value"])]
+                    ax.plot([x] * len(ys), ys, ".", color=color if len(ms) > 1 else "k", alpha=0.5, ms=4)
             if numeric and len(pos) > 2 and pos.min() > 0 and pos.max() / pos.min() > 8:
                 ax.set_xscale("log")
             if not numeric:
                 ax.set_xticks(pos, [str(x) for x in xs], fontsize=8)
             ax.set_xlabel(series or study.knob, fontsize=8)
-            ax.set_title(m, fontsize=9)
-            if i == 0 and j == 0:
+            ax.set_title(title, fontsize=9)
+            if (i == 0 and j == 0) or len(ms) > 1 and i == 0:
                 ax.legend(fontsize=7)
     fig.suptitle(study.title or study.name)
     fig.tight_layout()
@@ -293,7 +307,8 @@ def write_report(study: Study, result: dict, out: Path) -> None:
               "## Conclusion", "", result["conclusion"]]
     if result.get("failed"):
         lines += ["", "## Failed points (re-run to retry)", ""] + [f"- {f}" for f in result["failed"]]
-    seconds = sum(r.get("seconds", 0.0) for r in result["rows"])
-    lines += ["", f"Compute: {seconds / 60:.1f} min over {len(result['rows'])} points x seeds "
+    runs = [r for r in result["rows"] if "same_as" not in r]  # a same_as point's rows are copies
+    seconds = sum(r.get("seconds", 0.0) for r in runs)
+    lines += ["", f"Compute: {seconds / 60:.1f} min over {len(runs)} points x seeds "
               "(sum of the points' own times)."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
