@@ -104,8 +104,8 @@ class JobEncoder:
     # (the title -> content term's in-batch negatives include jobs of the title's own occupation; fewer per batch
     # placed more titles right, top-1 0.437 vs 0.402, seed 1), and title_weight 3 rather than 1 (0.459 vs 0.450
     # seed 1, 0.231 vs 0.229 seed 2, title-view placement). neighbours 5 at share 0.5 placed new titles best of
-    # {1, 5} x {0.5, 1.0} on all three markets (seeds 1-3: 0.497, 0.265, 0.316 top-1, against 0.459, 0.231, 0.246
-    # without).
+    # {1, 5} x {0.5, 1.0} on all three markets (seeds 1-3, as built: 0.502, 0.268, 0.319 top-1, against 0.459,
+    # 0.231, 0.246 without).
     def __init__(self, dim: int = 64, epochs: int = 2, batch_size: int = 512, lr: float = 0.02,
                  temperature: float = 0.1, min_count: int = 2, max_pairs_per_epoch: int = 100_000, seed: int = 0,
                  buckets: int = 1 << 15, title_weight: float = 3.0, title_steps_per_epoch: int = 100,
