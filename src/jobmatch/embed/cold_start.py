@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow as pa
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, is_title_token, job_tokens, title_tokens
+from jobmatch.embed.jobs import (NGRAM_MAX, NGRAM_MIN, JobEncoder, co_interaction_pairs, is_title_token, job_tokens,
+                                occupation_words, title_tokens)
 
 TOP_K = 5
 
 
 def _occupation_words(title: str) -> tuple[str, ...]:
-    """A title's words without seniority: what says which occupation it is."""
-    return tuple(t[2:] for t in title_tokens(title) if t.startswith("t:"))
+    return occupation_words(title_tokens(title))
 
 
 def withheld_titles(onet_path: str | Path, jobs: pa.Table) -> tuple[list[str], list[str]]:
@@ -88,7 +88,7 @@ TFIDF_BASELINES: dict[str, dict] = {
     # the same words after the encoder's normalization (punctuation, seniority words dropped): the fair twin
     "tfidf-normalized": {"analyzer": _occupation_words},
     # character n-grams, as the encoder's subwords, but with no training: shows what the n-grams alone give
-    "tfidf-char": {"analyzer": "char_wb", "ngram_range": (3, 5)},
+    "tfidf-char": {"analyzer": "char_wb", "ngram_range": (NGRAM_MIN, NGRAM_MAX)},
 }
 
 
@@ -114,7 +114,7 @@ def encoder_placement(encoder: JobEncoder, tokens: list[list[str]], ref_codes: n
              "encoder-full": encoder.transform(tokens)}
     out = {f"{name}/{rule}": accuracy(query, ref, ref_codes, true_codes, rule)
            for name, ref in views.items() for rule in ("centroid", "nearest")}
-    unknown = np.array([not any(t in encoder.vocab_ for t in title_tokens(x) if t.startswith("t:")) for x in titles])
+    unknown = np.array([not any(f"t:{w}" in encoder.vocab_ for w in _occupation_words(x)) for x in titles])
     out["no_known_word"] = {"share": float(unknown.mean()) if unknown.size else 0.0}
     if unknown.any():
         out["no_known_word"].update(accuracy(query[unknown], views["encoder"], ref_codes, true_codes[unknown]))

@@ -82,9 +82,14 @@ def is_title_token(token: str) -> bool:
     return token.startswith(("t:", "tsen:"))
 
 
+def occupation_words(toks: list[str]) -> tuple[str, ...]:
+    """The title words of a job's tokens without seniority: what says which occupation it is."""
+    return tuple(t[2:] for t in toks if t.startswith("t:"))
+
+
 def title_key(toks: list[str]) -> str:
-    """A job's title as the encoder knows it: its occupation words (seniority aside), space-separated."""
-    return " ".join(t[2:] for t in toks if t.startswith("t:"))
+    """A job's title as the encoder knows it: its occupation words, space-separated."""
+    return " ".join(occupation_words(toks))
 
 
 def co_interaction_pairs(events: pa.Table, job_row: dict[int, int], max_gap: int = 3) -> np.ndarray:
@@ -215,50 +220,45 @@ class JobEncoder:
                 opt.step()
                 self.loss_.append(loss.item())
         self.weight_ = table.detach().numpy().copy()
-        self._fit_known_titles(tokens)
+        with torch.no_grad():
+            views = self._embed(title, torch.from_numpy(self.weight_)).numpy().astype(np.float32)
+        self._fit_known_titles(tokens, views)
         return self
 
-    def _fit_known_titles(self, tokens: list[list[str]]) -> None:
-        """The training jobs' distinct titles (`known_titles_`) and the normalized mean title-only embedding of
-        each (`known_title_vectors_`)."""
+    def _fit_known_titles(self, tokens: list[list[str]], views: np.ndarray) -> None:
+        """The training jobs' distinct titles (`known_titles_`) and the normalized mean of each one's title-only
+        embeddings (`views`, one row per job) as `known_title_vectors_`."""
         keys = [title_key(toks) for toks in tokens]
         self.__dict__.pop("_tfidf", None)
         self.known_titles_ = sorted({k for k in keys if k})
         row = {k: i for i, k in enumerate(self.known_titles_)}
-        views = self._raw_transform([[t for t in toks if is_title_token(t)] for toks in tokens])
         sums = np.zeros((len(self.known_titles_), self.dim), np.float64)
         has = np.array([bool(k) for k in keys], bool)
         np.add.at(sums, [row[k] for k in np.array(keys, object)[has]], views[has])
         self.known_title_vectors_ = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
                                      ).astype(np.float32)
 
-    def _title_index(self) -> tuple[TfidfVectorizer, object] | None:
+    def _title_index(self) -> tuple[TfidfVectorizer, object]:
         """(character n-gram TF-IDF fitted on the known titles, their matrix transposed): refitted from the list
         after loading, since fitting is a pure function of it."""
-        if not self.known_titles_:
-            return None
         if "_tfidf" not in self.__dict__:
             vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(NGRAM_MIN, NGRAM_MAX), dtype=np.float64)
             self._tfidf = (vec.fit(self.known_titles_), vec.transform(self.known_titles_).T.tocsr())
         return self._tfidf
 
-    def _raw_transform(self, tokens: list[list[str]]) -> np.ndarray:
-        with torch.no_grad():
-            return self._embed(self._bag_matrix(tokens), torch.from_numpy(self.weight_)).numpy().astype(np.float32)
-
     def transform(self, tokens: list[list[str]]) -> np.ndarray:
         """(n_jobs, dim) float32, unit length. Jobs whose title the encoder never saw are mixed with their
         known neighbours' title embeddings (see the module docstring)."""
-        out = self._raw_transform(tokens)
-        index = self._title_index() if self.neighbours > 0 and self.neighbour_share > 0 else None
-        if index is None:
+        with torch.no_grad():
+            out = self._embed(self._bag_matrix(tokens), torch.from_numpy(self.weight_)).numpy().astype(np.float32)
+        if self.neighbours == 0 or self.neighbour_share == 0 or not self.known_titles_:
             return out
         known = set(self.known_titles_)
         keys = [title_key(toks) for toks in tokens]
         cold = np.array([i for i, k in enumerate(keys) if k and k not in known], np.int64)
-        if cold.size == 0:
+        if cold.size == 0:  # the common case (a catalog of known titles): no index needed
             return out
-        vec, known_t = index
+        vec, known_t = self._title_index()
         sim = (vec.transform([keys[i] for i in cold]) @ known_t).toarray()
         k = min(self.neighbours, sim.shape[1])
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]

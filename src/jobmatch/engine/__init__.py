@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union
 
+import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
@@ -41,6 +42,20 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def list_column(values: np.ndarray) -> pa.Array:
+    """An (n, d) array as a column of n length-d lists (of the array's dtype): how arrays travel in Parquet
+    between the driver and an engine's workers."""
+    n, d = values.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * d), pa.array(values.ravel()))
+
+
+def list_matrix(column: pa.ChunkedArray | pa.Array, d: int) -> np.ndarray:
+    """A column of length-d lists as an (n, d) array (`list_column`'s inverse)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy().reshape(-1, d)
+
+
 def open_engine(name: str = "local", master: str | None = None, **options: object) -> Engine | SparkEngine:
     """The engine called `name`; `master` (Spark only) is a Spark master URL; when None, spark-submit's master
     or else `local[*]`."""
@@ -57,4 +72,4 @@ def open_engine(name: str = "local", master: str | None = None, **options: objec
     raise EngineError(f"--engine: expected one of {', '.join(ENGINES)}, got {name!r}")
 
 
-__all__ = ["ENGINES", "Engine", "EngineError", "Source", "open_engine"]
+__all__ = ["ENGINES", "Engine", "EngineError", "Source", "list_column", "list_matrix", "open_engine"]

@@ -42,13 +42,13 @@ class LocalEngine:
     def close(self) -> None:
         pass
 
-
-def _files(source: str | Path) -> str:
-    """A Parquet path as DuckDB takes it: a folder (Spark's output) as the glob of its files."""
-    return f"{source}/*.parquet" if Path(source).is_dir() else str(source)
-
     def __enter__(self) -> LocalEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _files(source: str | Path) -> str:
+    """A Parquet path as DuckDB takes it: a folder (Spark's output) as the glob of its files."""
+    return f"{source}/*.parquet" if Path(source).is_dir() else str(source)

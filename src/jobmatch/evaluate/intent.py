@@ -186,8 +186,7 @@ def evaluate_intent(log: EventLog, out: str | Path, config: IntentConfig | None 
     pretrain_tokens = int(sum(len(i.ids) for i in instances)) * cfg.dupe_factor * cfg.pretrain_epochs
     # what metrics.json's contract has no room for (studies read it): sizes, coverage@5, the pre-training budget
     # and the paired standard error of BERT_FT+Slice minus fastText+Slice on test P@1
-    diffs = {name: h["bert_ft+slice"] - h["fasttext+slice"] for name, h in hits1.items()}
-    paired_se = {name: float(d.std(ddof=1) / np.sqrt(d.size)) for name, d in diffs.items()}
+    paired_se = {name: paired_se_of(h["bert_ft+slice"], h["fasttext+slice"]) for name, h in hits1.items()}
     (out / "details.json").write_text(json.dumps(
         {"members": int(xml.member_id.size), "test_members": int(test.sum()), "labels": L,
          "pretrain_tokens": pretrain_tokens, "coverage@5": coverage5, "chosen": chosen,
@@ -209,6 +208,12 @@ def evaluate_intent(log: EventLog, out: str | Path, config: IntentConfig | None 
                            "config": asdict(cfg), "pretrain_tokens": pretrain_tokens, "mlm_loss": (losses[:50], losses[-50:])},
             examples)
     return metrics
+
+
+def paired_se_of(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of mean(a) - mean(b) over the same test members (per-member hits, paired)."""
+    d = a - b
+    return float(d.std(ddof=1) / np.sqrt(d.size))
 
 
 def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
@@ -240,8 +245,7 @@ def _report(metrics: dict, out: Path, info: dict, examples: list[dict]) -> None:
         d, c5 = metrics[name], info["coverage5"][name]
         ft, bert = info["chosen"][name]["fasttext"], info["chosen"][name]["bert"]
         ft_best, bert_best = d[ft]["p@1"], d[bert]["p@1"]
-        diff = info["hits1"][name][bert] - info["hits1"][name][ft]
-        se = diff.std(ddof=1) / np.sqrt(diff.size)
+        se = paired_se_of(info["hits1"][name][bert], info["hits1"][name][ft])
         e2e_cov = max(d[v]["coverage"] for v in E2E)
         slice_cov = min(d[v]["coverage"] for v in SLICE)
         lines += ["", f"002's findings on {name}: BERT_FT beats fastText on P@1 — "

@@ -29,7 +29,8 @@ from jobmatch.events import EventLog
 from jobmatch.game.model import GameModel
 from jobmatch.labels import DAY_US, LabelPolicy, applications, collect_labels, positive_latency
 from jobmatch.metrics import auc
-from jobmatch.qa import GLOBAL_FEATURES, QAFeaturizer, catch_up_rows, new_labels, qa_coordinates, subset_rows
+from jobmatch.qa import (GLOBAL_FEATURES, QAFeaturizer, catch_up_rows, incremental_fit, new_labels, qa_coordinates,
+                         subset_rows)
 
 Say = Callable[[str], None]
 TEST_DAYS, VALIDATION_DAYS = 7, 2
@@ -175,7 +176,8 @@ def retrain_chains(data: _Data, t0_day: int, policies: dict[str, dict], seed: in
     days instead of the update); for frozen, "global_only" (the global model alone, a baseline)}.
       frozen:      never retrained (how stale a model gets);
       incremental: every day, yesterday's posterior is the prior and only labels new (or changed) since yesterday
-                   are fit; the global model is refit weekly — what the daily QA flow does;
+                   are fit, the global model too every "refit_global_days"; with "catch_up" and "full_every" 7 it
+                   is what the daily QA flow does (incremental days with catch-up rows, a full retrain weekly);
       full:        every day, a fresh fit on everything known by the end of yesterday.
     Returns per-day AUC and training seconds per policy, and each policy's last model.
     """
@@ -214,11 +216,8 @@ def retrain_chains(data: _Data, t0_day: int, policies: dict[str, dict], seed: in
                 elif p["kind"] == "incremental":
                     refit_global = i % p.get("refit_global_days", 7) == 0
                     fit = catch_up_rows(rows, new, models[name]) if p.get("catch_up") else new
-                    models[name] = GameModel(coords, passes=p.get("passes", 1), seed=seed).fit(
-                        subset_rows(rows, fit), prior=models[name],
-                        update={"global": np.array([]) if refit_global else None,
-                                "member": np.unique(rows["member_id"][fit]), "job": np.unique(rows["job_id"][fit])},
-                        keep_best=False, max_prior_precision=p.get("max_prior_precision"))
+                    models[name] = incremental_fit(coords, rows, fit, models[name], seed, refit_global,
+                                                   p.get("passes", 1), p.get("max_prior_precision"))
                 elif p["kind"] == "full":
                     models[name] = GameModel(coords, passes=3, seed=seed).fit(rows)
                 elif p["kind"] != "frozen":

@@ -26,7 +26,7 @@ from jobmatch.embed.aggregators import Aggregator, DecayAggregator, LearnedAggre
 from jobmatch.embed.jobs import JobEncoder, co_interaction_pairs, job_tokens
 from jobmatch.embed.sequences import (ACTION_CODE, DAY_US, PAD, SEQ_LEN, Sequences, action_log, member_sequences,
                                       proxy_examples)
-from jobmatch.engine import Engine
+from jobmatch.engine import Engine, list_column, list_matrix
 from jobmatch.events import Snapshot
 from jobmatch.flows.state import FlowContext, NotEnoughData
 from jobmatch.store import FeatureStore
@@ -134,15 +134,6 @@ def inference_models(directory: str) -> EmbeddingModels:
     return _LOADED[key]
 
 
-def _matrix(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
-    return column.combine_chunks().flatten().to_numpy().astype(dtype).reshape(-1, SEQ_LEN)
-
-
-def _lists(values: np.ndarray) -> pa.Array:
-    n, d = values.shape
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * d), pa.array(values.ravel()))
-
-
 def embed_distributed(engine: Engine, models: EmbeddingModels, seqs: Sequences, folder: Path) -> dict[str, np.ndarray]:
     """`models.embed(seqs)` by the engine, a partition of members at a time: the models are saved to
     FOLDER/models for the executors, the sequences to FOLDER/sequences.parquet, the embeddings written to
@@ -151,16 +142,17 @@ def embed_distributed(engine: Engine, models: EmbeddingModels, seqs: Sequences, 
         return models.embed(seqs)
     directory = str(models.save_inference(folder / "models"))
     source = folder / "sequences.parquet"
-    pq.write_table(pa.table({"member_id": seqs.member_id, "job": _lists(seqs.job), "action": _lists(seqs.action),
-                             "ts": _lists(seqs.ts)}), source)
+    pq.write_table(pa.table({"member_id": seqs.member_id, "job": list_column(seqs.job),
+                             "action": list_column(seqs.action), "ts": list_column(seqs.ts)}), source)
     names = list(models.aggregators)
     schema = pa.schema([("member_id", pa.int64())] + [(n, pa.list_(pa.float32())) for n in names])
 
     def embed(t: pa.Table) -> pa.Table:
-        part = Sequences(t["member_id"].to_numpy(), _matrix(t["job"], np.int64), _matrix(t["action"], np.int8),
-                         _matrix(t["ts"], np.int64))
+        part = Sequences(t["member_id"].to_numpy(), list_matrix(t["job"], SEQ_LEN).astype(np.int64),
+                         list_matrix(t["action"], SEQ_LEN).astype(np.int8),
+                         list_matrix(t["ts"], SEQ_LEN).astype(np.int64))
         vectors = inference_models(directory).embed(part)
-        return pa.table({"member_id": part.member_id, **{n: _lists(vectors[n]) for n in names}})
+        return pa.table({"member_id": part.member_id, **{n: list_column(vectors[n]) for n in names}})
 
     out = engine.map_batches(str(source), embed, schema, out=folder / "embeddings")
     found = out["member_id"].to_numpy()

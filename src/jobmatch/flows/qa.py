@@ -21,7 +21,8 @@ from jobmatch.flows.state import DAY_US, FlowContext, NotEnoughData
 from jobmatch.game.model import GameModel
 from jobmatch.labels import applications, collect_labels
 from jobmatch.metrics import auc
-from jobmatch.qa import QAFeaturizer, catch_up_rows, label_keys, new_labels, qa_coordinates, subset_rows
+from jobmatch.qa import (QAFeaturizer, catch_up_rows, incremental_fit, label_keys, new_labels, qa_coordinates,
+                         subset_rows)
 from jobmatch.store import FeatureStore
 
 GROUP, COEFFICIENTS, META = "qa", "qa/coefficients", "qa/meta"
@@ -99,11 +100,7 @@ def run_qa(ctx: FlowContext, cfg: QAFlowConfig = QAFlowConfig()) -> dict:
             # chain's week-4 gap to a daily full retrain shrinks from -0.0053 to -0.0026 AUC)
             model, mode = GameModel(coords, passes=3, seed=cfg.seed).fit(train, val), "full (weekly)"
         else:
-            update = {"global": None, "member": np.unique(train["member_id"][new]),
-                      "job": np.unique(train["job_id"][new])}
-            model = GameModel(coords, passes=1, seed=cfg.seed).fit(subset_rows(train, new), prior=current,
-                                                                   update=update, keep_best=False)
-            mode = "incremental"
+            model, mode = incremental_fit(coords, train, new, current, cfg.seed), "incremental"
     new_auc = auc(val["response"], model.decision_function(val))
     old_auc = auc(val["response"], current.decision_function(val)) if current is not None else None
     publish_it = old_auc is None or new_auc >= old_auc - cfg.tolerance

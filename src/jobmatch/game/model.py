@@ -291,8 +291,8 @@ class GameModel:
                 current = self.coordinates_.get(c.name)
                 prior_model = prior.coordinates_.get(c.name) if prior is not None and (
                     c.type == "random" or c.name in update) else None
-                if prior_model is not None and max_prior_precision is not None:
-                    prior_model = replace(prior_model, var=np.maximum(prior_model.var, 1.0 / max_prior_precision))
+                if prior_model is not None:
+                    prior_model = cap_prior_precision(prior_model, max_prior_precision)
                 if c.name not in fits:
                     fits[c.name] = _FixedFit(c, designs[c.name], y, w, self.tol) if c.type == "fixed" else \
                         _RandomFit(c, designs[c.name], y, w, update.get(c.name), rng, self.tol,
@@ -510,6 +510,11 @@ class _RandomFit:
         if self.others.size:
             scores[self.others] = self.design.score(model, self.others)
         return model, scores
+
+
+def cap_prior_precision(pm: CoordinateModel, cap: float | None) -> CoordinateModel:
+    """`pm` as a prior whose precision (1 / variance) per coefficient is at most `cap` (None: unchanged)."""
+    return pm if cap is None else replace(pm, var=np.maximum(pm.var, 1.0 / cap))
 
 
 def reservoir(groups: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from jobmatch.engine import Source
+from jobmatch.engine import Source, list_column, list_matrix
 from jobmatch.engine.spark import SparkEngine
 from jobmatch.game.job import GameJobError, columns_of, load_job, write_results
 from jobmatch.game.model import (NEWTON_MAX_FEATURES, Coordinate, CoordinateModel, GameModel, Step, _Design,
-                                 _lambda, _RandomFit, as_ids, design)
+                                 _lambda, _RandomFit, as_ids, cap_prior_precision, design)
 from jobmatch.game.solvers import Blocks, log_loss
 from jobmatch.metrics import auc
 
@@ -51,18 +51,7 @@ class _Fitted:
     l2: float
     fixed: CoordinateModel | None = None
     table: object | None = None  # pyspark DataFrame
-
-
-def _list_matrix(column: pa.ChunkedArray, d: int) -> np.ndarray:
-    """A list<double> column of length-d lists as an (n, d) array."""
-    flat = column.combine_chunks().flatten().to_numpy()
-    return flat.reshape(-1, d)
-
-
-def _list_column(values: np.ndarray) -> pa.Array:
-    n, d = values.shape
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * d),
-                                    pa.array(values.ravel().astype(np.float64)))
+    penalty: float | None = None  # a random effect's, summed on first use: its (checkpointed) table never changes
 
 
 def _coordinate_model(c: Coordinate, table: pa.Table, l2: float) -> CoordinateModel:
@@ -70,12 +59,13 @@ def _coordinate_model(c: Coordinate, table: pa.Table, l2: float) -> CoordinateMo
     d = len(c.features) + 1
     ids = as_ids(table[c.entity].to_numpy(), c.entity)
     order = np.argsort(ids, kind="stable")
-    return CoordinateModel(c, ids[order], _list_matrix(table[COEF], d)[order], _list_matrix(table[VAR], d)[order],
+    return CoordinateModel(c, ids[order], list_matrix(table[COEF], d)[order], list_matrix(table[VAR], d)[order],
                            l2)
 
 
 def _coef_table(m: CoordinateModel) -> pa.Table:
-    return pa.table({m.coordinate.entity: m.entity_ids, COEF: _list_column(m.coef), VAR: _list_column(m.var)})
+    return pa.table({m.coordinate.entity: m.entity_ids, COEF: list_column(m.coef.astype(np.float64)),
+                     VAR: list_column(m.var.astype(np.float64))})
 
 
 class SparkGame:
@@ -308,9 +298,11 @@ class SparkGame:
             if f.fixed is not None:
                 penalty += f.fixed.penalty
             else:
-                c, l2 = f.coordinate, f.l2
-                penalty += self.engine.partition_sum(f.table, lambda t, c=c, l2=l2: np.array(
-                    [_coordinate_model(c, t, l2).penalty]), size=1)[0]
+                if f.penalty is None:
+                    c, l2 = f.coordinate, f.l2
+                    f.penalty = float(self.engine.partition_sum(f.table, lambda t, c=c, l2=l2: np.array(
+                        [_coordinate_model(c, t, l2).penalty]), size=1)[0])
+                penalty += f.penalty
         self._tick("objective", start)
         return float(loss + penalty)
 
@@ -335,8 +327,8 @@ class SparkGame:
         priors: dict[str, _Fitted] = {}
         if prior is not None:
             for name, pm in prior.coordinates_.items():
-                if max_prior_precision is not None and pm.coordinate.type == "random":  # a fixed effect's is unused
-                    pm = replace(pm, var=np.maximum(pm.var, 1.0 / max_prior_precision))
+                if pm.coordinate.type == "random":  # a fixed effect's prior is unused
+                    pm = cap_prior_precision(pm, max_prior_precision)
                 priors[name] = _Fitted(pm.coordinate, pm.l2, fixed=pm) if pm.coordinate.type == "fixed" else \
                     _Fitted(pm.coordinate, pm.l2, table=self._checkpoint(self.engine.frame(_coef_table(pm))))
             fitted = dict(priors)

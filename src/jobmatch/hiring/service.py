@@ -57,6 +57,19 @@ class CandidateRankingService:
     def rank_candidates(self, project_id: int, candidate_ids: Sequence[int], channel: str = "recommended_matches",
                         at_us: int | None = None) -> list[tuple[int, float]]:
         """(candidate, score) best first; ties keep the input order."""
-        scores = self.ranker.predict(self.features(project_id, candidate_ids, channel, at_us))
+        return self._ranked(candidate_ids, self.features(project_id, candidate_ids, channel, at_us))
+
+    def rank_with_and_without_online(self, project_id: int, candidate_ids: Sequence[int],
+                                     channel: str = "recommended_matches", at_us: int | None = None
+                                     ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """`rank_candidates`, and the same ranker's order with every online term-weight feature at zero (how it
+        ranks for a project before any feedback), from one feature matrix."""
+        X = self.features(project_id, candidate_ids, channel, at_us)
+        with_online = self._ranked(candidate_ids, X)
+        X[:, X.shape[1] - len(self.prefs.feature_names):] = 0.0  # `features` puts the online ones last
+        return with_online, self._ranked(candidate_ids, X)
+
+    def _ranked(self, candidate_ids: Sequence[int], X: np.ndarray) -> list[tuple[int, float]]:
+        scores = self.ranker.predict(X)
         order = np.lexsort((np.arange(len(candidate_ids)), -scores))
         return [(int(candidate_ids[i]), float(scores[i])) for i in order]

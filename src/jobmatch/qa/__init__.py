@@ -111,3 +111,15 @@ def catch_up_rows(rows: dict[str, np.ndarray], new: np.ndarray, prior: GameModel
         modelled = np.isin(rows[column], model.entity_ids) if model is not None else np.zeros(new.size, bool)
         fit |= np.isin(rows[column], np.unique(rows[column][new])) & ~modelled
     return fit
+
+
+def incremental_fit(coordinates: list[Coordinate], rows: dict[str, np.ndarray], fit: np.ndarray, prior: GameModel,
+                    seed: int, refit_global: bool = False, passes: int = 1,
+                    max_prior_precision: float | None = None) -> GameModel:
+    """One incremental update: the prior's posterior as the prior, fit on the rows of `fit` (see `catch_up_rows`)
+    for every member and job with such a row, the global model too when `refit_global`."""
+    update = {"global": np.array([]) if refit_global else None, "member": np.unique(rows["member_id"][fit]),
+              "job": np.unique(rows["job_id"][fit])}
+    return GameModel(coordinates, passes=passes, seed=seed).fit(subset_rows(rows, fit), prior=prior, update=update,
+                                                                keep_best=False,
+                                                                max_prior_precision=max_prior_precision)

@@ -230,15 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await ingest(request, "feedback", key)
 
     # -- seeker reads ----------------------------------------------------------------------------------------------
-    def known_member(member_id: int) -> None:
-        if member_id not in state.require_catalog().member_occupation:
-            raise HTTPException(404, f"member_id: unknown member {member_id}")
-
     @app.get("/v1/members/{member_id}/jobs", summary="Job recommendations with score parts")
     def member_jobs(member_id: EntityId, key: Key, k: Annotated[int, Query(ge=1, le=100)] = 20) -> JSONResponse:
         require(key, ["seeker:read"])
         recommender = state.require("jobs")
-        known_member(member_id)
+        views.known_member(state, member_id)
         return JSONResponse(recommender.recommend(member_id, k))  # type: ignore[attr-defined]
 
     @app.get("/v1/members/{member_id}/query-suggestions", summary="Published query suggestions")
@@ -246,39 +242,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            k: Annotated[int, Query(ge=1, le=100)] = 10) -> JSONResponse:
         require(key, ["seeker:read"])
         state.require("suggestions")
-        known_member(member_id)
+        views.known_member(state, member_id)
         return JSONResponse(views.suggestions(state, member_id, k))
 
     @app.get("/v1/members/{member_id}", summary="A member's profile and recent sessions as activity documents")
     def member_profile(member_id: EntityId, key: Key,
                        sessions: Annotated[int, Query(ge=0, le=100)] = 10) -> JSONResponse:
         require(key, ["seeker:read"])
-        known_member(member_id)
+        views.known_member(state, member_id)
         return JSONResponse(views.member_profile(state, log_reader, member_id, sessions))
 
     @app.get("/v1/members/{member_id}/activity-embeddings", summary="Nearest open jobs per activity encoder")
     def member_embeddings(member_id: EntityId, key: Key, k: Annotated[int, Query(ge=1, le=50)] = 5) -> JSONResponse:
         require(key, ["seeker:read"])
         state.require("jobs")
-        known_member(member_id)
+        views.known_member(state, member_id)
         return JSONResponse(views.member_embeddings(state, member_id, k))
 
     # -- hirer routes ----------------------------------------------------------------------------------------------
     def owned_project(key: ApiKey, project_id: int) -> None:
         require(key, ["hirer"])
-        company_of = state.require_catalog().company_of_project
-        if key.scope == "hirer":
-            check_company(key, project_id, company_of.get(project_id))
-        elif project_id not in company_of:
-            raise HTTPException(404, f"project_id: unknown project {project_id}")
+        views.check_project(state, key, project_id)
 
     @app.get("/v1/projects/{project_id}", summary="A hiring project")
     def get_project(project_id: EntityId, key: Key) -> dict:
         owned_project(key, project_id)
-        catalog = state.require_catalog()
-        row = catalog.project_records[project_id]
-        return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} | {
-            "company_id": catalog.company_of_project.get(project_id)}
+        return views.project_record(state, project_id) | {
+            "company_id": state.require_catalog().company_of_project.get(project_id)}
 
     @app.post("/v1/projects/{project_id}/candidates:rank", summary="Rank candidates for a project")
     def rank(project_id: EntityId, body: RankRequest, key: Key) -> JSONResponse:

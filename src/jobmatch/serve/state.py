@@ -295,19 +295,14 @@ class Ranking:
         except StoreError as e:
             raise Unavailable(self.counts_label, f"project counts: {e}") from e
 
-    def rank_without_online(self, project_id: int, candidates: list[int], channel: str) -> list[tuple[int, float]]:
-        """The same ranker with every online term-weight feature at zero: how it ranks for a project before any
-        feedback (the comparison the explorer shows beside `rank`)."""
-        service = self.service
+    def rank_with_and_without_online(self, project_id: int, candidates: list[int], channel: str
+                                     ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """`rank`, and beside it the ranking with the online term weights zeroed (what the explorer compares)."""
         try:
             with self.lock:
-                X = service.features(project_id, candidates, channel)
+                return self.service.rank_with_and_without_online(project_id, candidates, channel)
         except StoreError as e:
             raise Unavailable(self.counts_label, f"project counts: {e}") from e
-        X[:, X.shape[1] - len(service.prefs.feature_names):] = 0.0
-        scores = service.ranker.predict(X)
-        order = np.lexsort((np.arange(len(candidates)), -scores))
-        return [(int(candidates[i]), float(scores[i])) for i in order]
 
     def term_weights(self, project_id: int, terms: np.ndarray) -> np.ndarray:
         try:

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from fastapi import HTTPException
 
 from jobmatch.events import EventLog, LogError
 from jobmatch.hiring.online import CHANNELS
 from jobmatch.hiring.terms import TERM_TYPES
+from jobmatch.serve.auth import check_company
+from jobmatch.serve.keys import ApiKey
 from jobmatch.serve.state import ServingState, Unavailable, log_signature, query_vector
 from jobmatch.store import StoreError
 
@@ -36,6 +39,27 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def known_member(state: ServingState, member_id: int) -> None:
+    """404 unless the catalog knows the member."""
+    if member_id not in state.require_catalog().member_occupation:
+        raise HTTPException(404, f"member_id: unknown member {member_id}")
+
+
+def check_project(state: ServingState, key: ApiKey, project_id: int) -> None:
+    """A hirer key sees only its company's projects (403); any other key gets 404 for an unknown project."""
+    company_of = state.require_catalog().company_of_project
+    if key.scope == "hirer":
+        check_company(key, project_id, company_of.get(project_id))
+    elif project_id not in company_of:
+        raise HTTPException(404, f"project_id: unknown project {project_id}")
+
+
+def project_record(state: ServingState, project_id: int) -> dict:
+    """A project's row with its times as ISO-8601 text."""
+    row = state.require_catalog().project_records[project_id]
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
 def _iso(us: int) -> str:
@@ -149,8 +173,8 @@ def project_candidates(state: ServingState, log: LogReader, project_id: int, cha
            "model": {"hiring": ranking.version}, "candidates": len(candidates)}  # type: ignore[attr-defined]
     if not candidates:
         return out | {"with_online": [], "without_online": []}
-    with_online = ranking.rank(project_id, candidates, channel)  # type: ignore[attr-defined]
-    without = ranking.rank_without_online(project_id, candidates, channel)  # type: ignore[attr-defined]
+    with_online, without = ranking.rank_with_and_without_online(  # type: ignore[attr-defined]
+        project_id, candidates, channel)
     rank_without = {m: i + 1 for i, (m, _) in enumerate(without)}
 
     def item(m: int, s: float, i: int) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from jobmatch.evaluate.activity import evaluate_activity
 from jobmatch.simulate import SimConfig
-from jobmatch.studies.base import Say, Study, series_of, simulated_log
+from jobmatch.studies.base import Say, Study, seed_mean, series_of, simulated_log
 
 SERIES_KNOB = {"drift": "drift_share", "activity": "sessions_per_day_median"}
 QUICK_MEMBERS, BASE_MEMBERS = 1_200, 2_500
@@ -59,18 +59,14 @@ def run_point(value: object, seed: int, work: Path, quick: bool, say: Say) -> di
     return out | gaps(out)
 
 
-def _mean(rows: list[dict], series: str, x: object, metric: str) -> float:
-    vals = [r[metric] for r in rows if series_of(r["value"]) == (series, x) and r[metric] == r[metric]]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def conclude(rows: list[dict]) -> str:
     parts = []
     for series, knob in SERIES_KNOB.items():
         xs = sorted({series_of(r["value"])[1] for r in rows if series_of(r["value"])[0] == series})
         if not xs:
             continue
-        cells = "; ".join(f"{x:g}: " + ", ".join(f"{k} {_mean(rows, series, x, f'auc_{k}'):.4f}" for k in VARIANT)
+        cells = "; ".join(f"{x:g}: " + ", ".join(f"{k} {seed_mean(rows, (series, x), f'auc_{k}'):.4f}"
+                                                 for k in VARIANT)
                           for x in xs)
         parts.append(f"Along {knob} — {cells}.")
     rows = [r for r in rows if "same_as" not in r]  # each run once in the totals

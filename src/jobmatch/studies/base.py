@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
+
 from jobmatch.evaluate.truth import Truth
 from jobmatch.events import EventLog
 from jobmatch.events.ingest import TimeBounds
@@ -51,6 +53,17 @@ def series_of(value: object) -> tuple[str, object]:
     if isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str):
         return value[0], value[1]
     return "", value
+
+
+def tupled(value: object) -> object:
+    """A grid value as the study wrote it: JSON turns tuples into lists; this turns them back."""
+    return tuple(map(tupled, value)) if isinstance(value, list) else value
+
+
+def seed_mean(rows: list[dict], value: object, metric: str) -> float:
+    """The mean over seeds of `metric` at grid value `value` (NaN values skipped; NaN when none)."""
+    vals = [r[metric] for r in rows if tupled(r["value"]) == tupled(value) and r[metric] == r[metric]]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 @contextmanager

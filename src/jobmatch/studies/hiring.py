@@ -19,7 +19,7 @@ import numpy as np
 
 from jobmatch.evaluate.hiring import evaluate_hiring
 from jobmatch.simulate import SimConfig
-from jobmatch.studies.base import Say, Study, series_of, simulated_log
+from jobmatch.studies.base import Say, Study, seed_mean, series_of, simulated_log
 
 BASE_MEMBERS, QUICK_MEMBERS = 5_000, 1_500
 RATING_NOISE_SD = 0.5  # the simulator's hirer score noise (simulate/market.py _HirerModel.score)
@@ -60,17 +60,12 @@ def run_point(value: object, seed: int, work: Path, quick: bool, say: Say) -> di
 
 
 def _series_points(rows: list[dict], series: str, metric: str) -> dict[float, list[float]]:
-    """x -> the seeds' values of `metric` along `series`. The default market (preference 1.0) is also the
-    sourcing-1.0 and members-BASE point of the other sweeps, so it is run once and counted in each."""
-    default = {"preference": 1.0, "sourcing": 1.0, "members": float(BASE_MEMBERS)}
+    """x -> the seeds' values of `metric` along `series` (the default market is on every sweep: STUDY.same_as)."""
     pts: dict[float, list[float]] = {}
     for r in rows:
-        s, x = series_of(tuple(r["value"]) if isinstance(r["value"], list) else r["value"])
+        s, x = series_of(r["value"])
         if s == series:
             pts.setdefault(float(x), []).append(r[metric])
-        elif s == "preference" and float(x) == 1.0 and series != "preference" and r.get("members", BASE_MEMBERS) \
-                == BASE_MEMBERS:
-            pts.setdefault(default[series], []).append(r[metric])
     return pts
 
 
@@ -96,20 +91,17 @@ def _crossings(rows: list[dict], series: str, metric: str, levels=(10.0, 25.0, 5
 
 
 def conclude(rows: list[dict]) -> str:
-    def mean(series: str, x: float, metric: str) -> float:
-        vals = _series_points(rows, series, metric).get(x, [])
-        return float(np.mean(vals)) if vals else float("nan")
-
     parts = []
     for series, knob in SERIES_KNOB.items():
         xs = sorted(_series_points(rows, series, "lift_ndcg1_pct"))
         if len(xs) < 2:
             continue
-        lifts = ", ".join(f"{x:g}: {mean(series, x, 'lift_ndcg1_pct'):+.1f}% (oracle "
-                          f"{mean(series, x, 'oracle_lift_pct'):+.1f}%)" for x in xs)
+        lifts = ", ".join(f"{x:g}: {seed_mean(rows, (series, x), 'lift_ndcg1_pct'):+.1f}% (oracle "
+                          f"{seed_mean(rows, (series, x), 'oracle_lift_pct'):+.1f}%)" for x in xs)
         parts.append(f"Along {knob} ({lifts}): online lift " + "; ".join(_crossings(rows, series, "lift_ndcg1_pct"))
                      + "; the oracle " + "; ".join(_crossings(rows, series, "oracle_lift_pct")) + ".")
-    gaps = [r["gap_ndcg1_no_feedback"] for r in rows if r["gap_ndcg1_no_feedback"] == r["gap_ndcg1_no_feedback"]]
+    gaps = [r["gap_ndcg1_no_feedback"] for r in rows  # each run once: a same_as row is a copy
+            if "same_as" not in r and r["gap_ndcg1_no_feedback"] == r["gap_ndcg1_no_feedback"]]
     gap = (f" On requests whose project had no feedback yet the with-online ranker's NDCG@1 differs from the "
            f"without ranker's by {np.mean(gaps):+.4f} on average (sd {np.std(gaps):.4f} over {len(gaps)} runs). "
            "There every online feature is 0 (no rating, no weight), so that gap is not per-project learning: it is "
@@ -124,8 +116,10 @@ STUDY = Study(
     name="hiring",
     knob="hirer_preference_scale | sourcing_intensity | members (three sweeps from the default market)",
     grid=(("preference", 0.5), ("preference", 1.0), ("preference", 2.0), ("preference", 4.0),
-          ("sourcing", 0.5), ("sourcing", 2.0), ("sourcing", 4.0),
-          ("members", 2_500), ("members", 10_000)),
+          ("sourcing", 0.5), ("sourcing", 1.0), ("sourcing", 2.0), ("sourcing", 4.0),
+          ("members", 2_500), ("members", BASE_MEMBERS), ("members", 10_000)),
+    # the default market (preference 1.0) is also the sourcing 1.0 and members BASE_MEMBERS point
+    same_as=((("sourcing", 1.0), ("preference", 1.0)), (("members", BASE_MEMBERS), ("preference", 1.0))),
     quick_grid=(("preference", 1.0), ("preference", 3.0)),
     seeds=(1, 2),
     quick_seeds=(1,),

@@ -29,7 +29,7 @@ from jobmatch.config import Settings
 from jobmatch.evaluate.intent import evaluate_intent
 from jobmatch.intent.config import IntentConfig
 from jobmatch.simulate import SimConfig
-from jobmatch.studies.base import Say, Study, series_of, simulated_log
+from jobmatch.studies.base import Say, Study, seed_mean, series_of, simulated_log
 
 BUILTIN_OCCUPATIONS = 42
 QUICK_MEMBERS, BASE_MEMBERS = 1_200, 2_500
@@ -82,11 +82,6 @@ def run_point(value: object, seed: int, work: Path, quick: bool, say: Say) -> di
     return out
 
 
-def _mean(rows: list[dict], value: tuple, metric: str) -> float:
-    vals = [r[metric] for r in rows if series_of(r["value"]) == value and r[metric] == r[metric]]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def conclude(rows: list[dict]) -> str:
     parts = []
     for series, what in (("document", "document content"), ("occupations", "occupations in the market"),
@@ -97,18 +92,19 @@ def conclude(rows: list[dict]) -> str:
         cells = []
         for x in xs:
             v = (series, x)
-            gap = _mean(rows, v, "p1_bert_ft_slice") - _mean(rows, v, "p1_fasttext_slice")
-            extra = (f", {_mean(rows, v, 'pretrain_mtokens'):.2f}M tokens" if series == "pretrain" else
-                     f", {_mean(rows, v, 'labels'):.0f} labels" if series == "occupations" else "")
-            cells.append(f"{x}: BERT_FT+Slice {_mean(rows, v, 'p1_bert_ft_slice'):.3f} vs fastText+Slice "
-                         f"{_mean(rows, v, 'p1_fasttext_slice'):.3f} ({gap:+.3f}), coverage@5 "
-                         f"{_mean(rows, v, 'cov5_bert_ft_slice'):.3f} vs {_mean(rows, v, 'cov5_fasttext_slice'):.3f}, "
-                         f"coverage@100 {_mean(rows, v, 'cov100_bert_ft_slice'):.3f} vs "
-                         f"{_mean(rows, v, 'cov100_fasttext_slice'):.3f}{extra}")
+            gap = seed_mean(rows, v, "p1_bert_ft_slice") - seed_mean(rows, v, "p1_fasttext_slice")
+            extra = (f", {seed_mean(rows, v, 'pretrain_mtokens'):.2f}M tokens" if series == "pretrain" else
+                     f", {seed_mean(rows, v, 'labels'):.0f} labels" if series == "occupations" else "")
+            cells.append(f"{x}: BERT_FT+Slice {seed_mean(rows, v, 'p1_bert_ft_slice'):.3f} vs fastText+Slice "
+                         f"{seed_mean(rows, v, 'p1_fasttext_slice'):.3f} ({gap:+.3f}), coverage@5 "
+                         f"{seed_mean(rows, v, 'cov5_bert_ft_slice'):.3f} vs "
+                         f"{seed_mean(rows, v, 'cov5_fasttext_slice'):.3f}, "
+                         f"coverage@100 {seed_mean(rows, v, 'cov100_bert_ft_slice'):.3f} vs "
+                         f"{seed_mean(rows, v, 'cov100_fasttext_slice'):.3f}{extra}")
         parts.append(f"By {what} — " + "; ".join(cells) + ".")
-        gaps = [_mean(rows, (series, x), "p1_gap_bert_ft_fasttext") for x in xs]
-        copied = [x for x in xs if _mean(rows, (series, x), "p1_copy_context") >
-                  max(_mean(rows, (series, x), f"p1_{k}") for k in MODELS)]
+        gaps = [seed_mean(rows, (series, x), "p1_gap_bert_ft_fasttext") for x in xs]
+        copied = [x for x in xs if seed_mean(rows, (series, x), "p1_copy_context") >
+                  max(seed_mean(rows, (series, x), f"p1_{k}") for k in MODELS)]
         parts.append(f"Along {what} BERT_FT+Slice minus fastText+Slice goes {gaps[0]:+.3f} -> {gaps[-1]:+.3f}"
                      + (f"; copying the member's own context beats every model at {', '.join(map(str, copied))}"
                         if copied else "") + ".")

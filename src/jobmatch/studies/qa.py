@@ -20,7 +20,7 @@ import numpy as np
 
 from jobmatch.evaluate.qa import _Data, compare_models, retrain_chains
 from jobmatch.simulate import SimConfig
-from jobmatch.studies.base import Say, Study, series_of, simulated_log
+from jobmatch.studies.base import Say, Study, seed_mean, series_of, simulated_log
 
 BASE_MEMBERS, QUICK_MEMBERS = 5_000, 2_000
 RETRAIN_DAYS, RETRAIN_T0, WEEKS = 42, 11, 4
@@ -64,34 +64,30 @@ def run_point(value: object, seed: int, work: Path, quick: bool, say: Say) -> di
     raise ValueError(f"qa study: unknown series {series!r} (expected 'applicants' or 'retrain')")
 
 
-def _mean(rows: list[dict], value: list, metric: str) -> float:
-    vals = [r[metric] for r in rows if list(r["value"]) == value and r[metric] == r[metric]]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def conclude(rows: list[dict]) -> str:
     parts = []
     xs = sorted({float(r["value"][1]) for r in rows if r["value"][0] == "applicants"}, reverse=True)
     if xs:
-        cells = [f"{_mean(rows, ['applicants', x], 'applicants_per_job'):.0f} applicants/job: GBDT "
-                 f"{_mean(rows, ['applicants', x], 'auc_gbdt'):.4f}, GAME "
-                 f"{_mean(rows, ['applicants', x], 'auc_game'):.4f} "
-                 f"({_mean(rows, ['applicants', x], 'game_minus_gbdt'):+.4f})" for x in xs]
+        cells = [f"{seed_mean(rows, ('applicants', x), 'applicants_per_job'):.0f} applicants/job: GBDT "
+                 f"{seed_mean(rows, ('applicants', x), 'auc_gbdt'):.4f}, GAME "
+                 f"{seed_mean(rows, ('applicants', x), 'auc_game'):.4f} "
+                 f"({seed_mean(rows, ('applicants', x), 'game_minus_gbdt'):+.4f})" for x in xs]
         parts.append("Per-entity data volume (matured-window test AUC): " + "; ".join(cells) + ".")
     pol = [p for p in POLICIES if any(r["value"] == ["retrain", p] for r in rows)]
     if pol:
-        cells = [f"{p} week 1 {_mean(rows, ['retrain', p], 'auc_week1'):.4f} -> week 4 "
-                 f"{_mean(rows, ['retrain', p], 'auc_week4'):.4f} (4-week mean "
-                 f"{_mean(rows, ['retrain', p], 'auc_4weeks'):.4f})" for p in pol]
+        cells = [f"{p} week 1 {seed_mean(rows, ('retrain', p), 'auc_week1'):.4f} -> week 4 "
+                 f"{seed_mean(rows, ('retrain', p), 'auc_week4'):.4f} (4-week mean "
+                 f"{seed_mean(rows, ('retrain', p), 'auc_4weeks'):.4f})" for p in pol]
         parts.append("Retraining over the 4 weeks after a first fit (daily AUC on each day's applications): "
                      + "; ".join(cells) + ".")
         if "full" in pol and "incremental" in pol:
-            gap = _mean(rows, ["retrain", "incremental"], "auc_week4") - _mean(rows, ["retrain", "full"], "auc_week4")
+            full = seed_mean(rows, ("retrain", "full"), "auc_week4")
+            gap = seed_mean(rows, ("retrain", "incremental"), "auc_week4") - full
             line = f"Incremental minus full retrain in week 4: {gap:+.4f}"
             for p, what in (("capped", f"with the prior's precision capped at {PRIOR_PRECISION_CAP:g}"),
                             ("hybrid", "with catch-up and a weekly full retrain")):
                 if p in pol:
-                    gap_p = _mean(rows, ["retrain", p], "auc_week4") - _mean(rows, ["retrain", "full"], "auc_week4")
+                    gap_p = seed_mean(rows, ("retrain", p), "auc_week4") - full
                     line += f"; {what}: {gap_p:+.4f}"
             parts.append(line + ".")
     return " ".join(parts)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobmatch.studies.base import Say, Study, series_of
+from jobmatch.studies.base import Say, Study, series_of, tupled
 
 
 def load_study(name: str) -> Study:
@@ -46,11 +46,6 @@ def load_study(name: str) -> Study:
 
 def _jsonable(value: object) -> object:
     return list(map(_jsonable, value)) if isinstance(value, (tuple, list)) else value
-
-
-def _tupled(value: object) -> object:
-    """JSON turns tuples into lists; grid values compare as tuples again."""
-    return tuple(map(_tupled, value)) if isinstance(value, list) else value
 
 
 def point_key(value: object, seed: int) -> str:
@@ -119,7 +114,7 @@ def summarize(study: Study, grid: tuple, rows: list[dict]) -> list[dict]:
     """Per grid value: the number of seeds and each metric's mean and 95% interval, in grid order."""
     points = []
     for value in grid:
-        mine = [r for r in rows if _tupled(r["value"]) == value]
+        mine = [r for r in rows if tupled(r["value"]) == value]
         if not mine:
             continue
         point = {"value": _jsonable(value), "seeds": len(mine)}
@@ -180,8 +175,8 @@ def run_study(study: Study, out: str | Path, quick: bool = False, jobs: int = 1,
     def finish(partial: bool = False) -> dict:
         copies = [{**r, "value": _jsonable(value), "same_as": _jsonable(target)} for value, target in aliases.items()
                   for r in rows
-                  if _tupled(r["value"]) == target]
-        ordered = sorted(rows + copies, key=lambda r: (grid.index(_tupled(r["value"])) if _tupled(r["value"]) in grid
+                  if tupled(r["value"]) == target]
+        ordered = sorted(rows + copies, key=lambda r: (grid.index(tupled(r["value"])) if tupled(r["value"]) in grid
                                               else len(grid), r["seed"]))
         result = {**header, "grid": _jsonable(grid), "seeds": list(seeds), "metrics": list(study.metrics),
                   "rows": ordered, "points": summarize(study, grid, ordered)}
@@ -232,7 +227,7 @@ def _plot(study: Study, result: dict, path: Path) -> None:
     points = result["points"]
     by_series: dict[str, list[dict]] = {}
     for p in points:
-        by_series.setdefault(series_of(_tupled(p["value"]))[0], []).append(p)
+        by_series.setdefault(series_of(tupled(p["value"]))[0], []).append(p)
     def measured(pts: list[dict], m: str) -> bool:
         return any(p[m]["mean"] == p[m]["mean"] for p in pts)
 
@@ -245,7 +240,7 @@ def _plot(study: Study, result: dict, path: Path) -> None:
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.3 * n_rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (series, pts) in enumerate(by_series.items()):
-        xs = [series_of(_tupled(p["value"]))[1] for p in pts]
+        xs = [series_of(tupled(p["value"]))[1] for p in pts]
         numeric = all(isinstance(x, (int, float)) for x in xs)
         pos = np.array(xs, float) if numeric else np.arange(len(xs), dtype=float)
         for j in range(n_cols):
@@ -263,7 +258,7 @@ def _plot(study: Study, result: dict, path: Path) -> None:
                 if len(ms) == 1:  # several metrics' bands on one panel would hide each other: dots show the seeds
                     ax.fill_between(pos, lo, hi, color=color, alpha=0.2, label="95% CI over seeds")
                 for p, x in zip(pts, pos):  # every seed's own value, so the band's support is visible
-                    ys = [r[m] for r in result["rows"] if _tupled(r["value"]) == _tupled(p["value"])]
+                    ys = [r[m] for r in result["rows"] if tupled(r["value"]) == tupled(p["value"])]
                     ax.plot([x] * len(ys), ys, ".", color=color if len(ms) > 1 else "k", alpha=0.5, ms=4)
             if numeric and len(pos) > 2 and pos.min() > 0 and pos.max() / pos.min() > 8:
                 ax.set_xscale("log")
@@ -298,7 +293,7 @@ def write_report(study: Study, result: dict, out: Path) -> None:
              "| value | seeds | " + " | ".join(study.metrics) + " |",
              "|---|---|" + "---|" * len(study.metrics)]
     for p in result["points"]:
-        series, x = series_of(_tupled(p["value"]))
+        series, x = series_of(tupled(p["value"]))
         label = f"{series} = {x}" if series else str(x)
         lines.append(f"| {label} | {p['seeds']} | " + " | ".join(_fmt(p[m]) for m in study.metrics) + " |")
     if result.get("partial"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from itertools import islice
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -29,7 +30,7 @@ from jobmatch.events import EventLog
 from jobmatch.hiring.online import CHANNELS, DEFAULT_COMBOS
 from jobmatch.serve import views
 from jobmatch.serve.app import create_app
-from jobmatch.serve.auth import COOKIE, authenticate, check_company, require
+from jobmatch.serve.auth import COOKIE, authenticate, require
 from jobmatch.serve.keys import ApiKey
 from jobmatch.serve.state import ServingState, Unavailable
 
@@ -201,9 +202,11 @@ def mount(app: FastAPI, settings: Settings) -> FastAPI:
             c = catalog["data"]
             if key.scope in ("seeker:read", "admin"):
                 # members with published suggestions first (the richest pages), from the first few hundred
-                ids = c.members["member_id"].to_pylist()[:400]
+                ids = c.members["member_id"][:400].to_pylist()
                 suggested = state.loaded.suggestions
-                has = section(lambda: [m for m in ids if suggested is not None and suggested.get(m)])
+                # stop at SAMPLE: each check may read the store
+                has = section(lambda: list(islice((m for m in ids if suggested is not None and suggested.get(m)),
+                                                  SAMPLE)))
                 members = list(dict.fromkeys((has["data"] if has["ok"] else []) + ids))[:SAMPLE]
             if key.scope in ("hirer", "admin"):
                 projects = [p for p, company in c.company_of_project.items()
@@ -214,11 +217,7 @@ def mount(app: FastAPI, settings: Settings) -> FastAPI:
     def member_page(request: Request, member_id: int) -> HTMLResponse:
         started = time.perf_counter()
 
-        def known(_key: ApiKey) -> None:
-            if member_id not in state.require_catalog().member_occupation:
-                raise HTTPException(404, f"member_id: unknown member {member_id}")
-
-        key, refusal = admit(request, ["seeker:read"], known)
+        key, refusal = admit(request, ["seeker:read"], lambda _key: views.known_member(state, member_id))
         if refusal is not None:
             return refusal
         jobs = section(lambda: state.require("jobs").recommend(member_id, 10))  # type: ignore[attr-defined]
@@ -239,17 +238,12 @@ def mount(app: FastAPI, settings: Settings) -> FastAPI:
         def owned(key: ApiKey) -> None:
             if channel not in CHANNELS:
                 raise HTTPException(422, f"channel: unknown value {channel!r}; expected one of {', '.join(CHANNELS)}")
-            company_of = state.require_catalog().company_of_project
-            if key.scope == "hirer":
-                check_company(key, project_id, company_of.get(project_id))
-            elif project_id not in company_of:
-                raise HTTPException(404, f"project_id: unknown project {project_id}")
+            views.check_project(state, key, project_id)
 
         key, refusal = admit(request, ["hirer"], owned)
         if refusal is not None:
             return refusal
-        record = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                  for k, v in state.require_catalog().project_records[project_id].items()}
+        record = views.project_record(state, project_id)
         ratings = [r for c, r in DEFAULT_COMBOS if c == channel]
         return page("project.html", key, started=started, project_id=project_id, project=record, channel=channel,
                     channels=CHANNELS, buttons=[b for b in BUTTONS[channel] if b in ratings],
